@@ -1,0 +1,3 @@
+from edgereg.cli import main
+
+main()
