@@ -1,0 +1,346 @@
+"""Result sinks: JSON lines, CSV, an annotated video file and a preview window.
+
+JSON lines (one object per frame, keys always present, in this order)::
+
+    {"frame": 12, "t": 400.0, "latency_ms": 7.31, "file": null, "result": {...}}
+
+- ``frame``: the source's frame index (0, 1, 2, ... for files and image folders; for live
+  sources it counts every captured frame, so gaps are frames dropped for freshness).
+- ``t``: the frame's timestamp in ms: media time for a video file, Unix time at capture
+  for a live source, ``null`` for still images.
+- ``latency_ms``: from the moment the frame was read to the result being ready
+  (includes any time waiting in the newest-frame slot, decode, preprocess, invoke).
+- ``file``: the image path for image folders/globs, else ``null``.
+- ``result``: ``Result.to_dict()`` of :mod:`edge_runtime.postprocess`.
+
+JSON and CSV are streams: each line is written with one ``write`` call and flushed, so
+a killed run leaves only whole lines (at most the line being formed is lost), and a
+reader can follow the file while it grows. The annotated video is written under a
+hidden temporary name in the same folder (``.NAME.XXXX.part.avi``) and renamed to the
+final name only when it has been closed properly: a killed run never leaves a truncated
+video under the final name (a stale ``.part`` file may remain and can be deleted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from .errors import OutputError
+
+__all__ = [
+    "JsonlSink",
+    "CsvSink",
+    "VideoSink",
+    "PreviewSink",
+    "csv_columns",
+    "csv_row",
+    "has_display",
+    "record",
+]
+
+
+def _clean(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _clean(o.tolist())
+    if isinstance(o, np.generic):
+        return _clean(o.item())
+    if isinstance(o, float) and not math.isfinite(o):
+        return None  # JSON has no NaN/inf
+    if isinstance(o, Path):
+        return str(o)
+    return o
+
+
+def record(frame: Any, result: Any, latency_ms: float) -> dict[str, Any]:
+    """The JSON-lines object for one frame (see the module docstring)."""
+    t = frame.timestamp_ms
+    return {
+        "frame": int(frame.index),
+        "t": None if t is None else round(float(t), 3),
+        "latency_ms": round(float(latency_ms), 3),
+        "file": getattr(frame, "name", None),
+        "result": _clean(result.to_dict()),
+    }
+
+
+class _LineOut:
+    """Whole lines to a file (truncated at open) or to stdout (``-``), one write each."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.name = str(path)
+        self._stdout: IO[bytes] | None = None
+        self._fd: int | None = None
+        if self.name == "-":
+            self._stdout = sys.stdout.buffer
+            return
+        p = Path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as e:
+            raise OutputError(f"{p}: cannot write ({e.strerror or e})") from None
+
+    def write_line(self, line: str) -> None:
+        data = (line + "\n").encode("utf-8")
+        try:
+            if self._stdout is not None:
+                self._stdout.write(data)
+                self._stdout.flush()
+                return
+            assert self._fd is not None
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(
+                f"{self.name}: cannot write ({e.strerror or e}); lines written so far are kept"
+            ) from None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+
+class JsonlSink:
+    """One JSON object per frame, one line each, flushed as it is written."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._out = _LineOut(path)
+        self.lines = 0
+
+    def write(self, frame: Any, result: Any, latency_ms: float) -> None:
+        rec = record(frame, result, latency_ms)
+        self._out.write_line(json.dumps(rec, separators=(",", ":"), allow_nan=False))
+        self.lines += 1
+
+    def close(self) -> None:
+        self._out.close()
+
+
+def csv_columns(spec: Any) -> list[str]:
+    """Flat CSV columns for a model spec's task.
+
+    Always ``frame, t, latency_ms, invoke_ms, file``, then per task:
+    point ``x, y, x_px, y_px``; keypoints ``kp0_x, kp0_y, kp0_x_px, kp0_y_px, kp1_x, ...``;
+    value ``value``; class ``label, p_<class name>...``. x, y are normalized [0, 1] of
+    the frame (origin top-left); ``_px`` are pixels of the frame.
+    """
+    cols = ["frame", "t", "latency_ms", "invoke_ms", "file"]
+    if spec.task == "point":
+        cols += ["x", "y", "x_px", "y_px"]
+    elif spec.task == "keypoints":
+        for k in range(spec.num_keypoints):
+            cols += [f"kp{k}_x", f"kp{k}_y", f"kp{k}_x_px", f"kp{k}_y_px"]
+    elif spec.task == "value":
+        cols += ["value"]
+    else:
+        cols += ["label"] + [f"p_{name}" for name in spec.class_names]
+    return cols
+
+
+def _num(v: Any, digits: int = 6) -> str:
+    if v is None:
+        return ""
+    f = float(v)
+    if not math.isfinite(f):
+        return ""
+    return repr(round(f, digits))
+
+
+def csv_row(spec: Any, frame: Any, result: Any, latency_ms: float) -> list[str]:
+    """The CSV row for one frame, matching :func:`csv_columns`."""
+    row = [
+        str(int(frame.index)),
+        _num(frame.timestamp_ms, 3),
+        _num(latency_ms, 3),
+        _num(getattr(result, "invoke_ms", None), 3),
+        frame.name or "",
+    ]
+    if spec.task in ("point", "keypoints"):
+        pts = np.asarray(result.points, dtype=np.float64).reshape(-1, 2)
+        px = np.asarray(result.points_px, dtype=np.float64).reshape(-1, 2)
+        for k in range(len(pts)):
+            row += [_num(pts[k, 0]), _num(pts[k, 1]), _num(px[k, 0], 2), _num(px[k, 1], 2)]
+    elif spec.task == "value":
+        row += [_num(result.value)]
+    else:
+        probs = result.probabilities or {}
+        row += [str(result.label)] + [_num(probs.get(n)) for n in spec.class_names]
+    return row
+
+
+class CsvSink:
+    """Flat CSV, one row per frame (columns: :func:`csv_columns`), flushed per line."""
+
+    def __init__(self, path: str | Path, spec: Any) -> None:
+        self.spec = spec
+        self.columns = csv_columns(spec)
+        self._out = _LineOut(path)
+        self._out.write_line(self._format(self.columns))
+        self.lines = 0
+
+    @staticmethod
+    def _format(values: list[str]) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="").writerow(values)
+        return buf.getvalue()
+
+    def write(self, frame: Any, result: Any, latency_ms: float) -> None:
+        self._out.write_line(self._format(csv_row(self.spec, frame, result, latency_ms)))
+        self.lines += 1
+
+    def close(self) -> None:
+        self._out.close()
+
+
+#: container suffix -> FourCC that this OpenCV (FFmpeg) writes without extra codecs.
+VIDEO_CODECS = {".avi": "MJPG", ".mkv": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}
+
+
+class VideoSink:
+    """An annotated video, written under a temp name and renamed when closed properly.
+
+    The writer opens at the first frame (its size sets the video size). ``close()``
+    finishes the file and renames it to ``path``; ``abort()`` deletes the temp file and
+    leaves any earlier file at ``path`` untouched.
+    """
+
+    def __init__(self, path: str | Path, fps: float = 0.0) -> None:
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in VIDEO_CODECS:
+            raise OutputError(
+                f"{self.path}: unsupported video type {suffix or '(none)'}; "
+                f"use one of {', '.join(VIDEO_CODECS)}"
+            )
+        self.fourcc = VIDEO_CODECS[suffix]
+        self.fps = float(fps) if fps and 1 <= fps <= 240 else 10.0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.path.stem}.",
+                suffix=f".part{self.path.suffix}",
+                dir=self.path.parent,
+            )
+            os.close(fd)
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from None
+        self.tmp = Path(tmp)
+        self._writer: Any = None
+        self._size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, image_bgr: np.ndarray) -> None:
+        import cv2
+
+        h, w = image_bgr.shape[:2]
+        if self._writer is None:
+            self._size = (w, h)
+            self._writer = cv2.VideoWriter(
+                str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h)
+            )
+            if not self._writer.isOpened():
+                self.abort()
+                raise OutputError(f"{self.path}: OpenCV cannot write {self.fourcc} video here")
+        elif (w, h) != self._size:
+            image_bgr = cv2.resize(image_bgr, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(np.ascontiguousarray(image_bgr))
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the video and move it to its final name (nothing if no frame came)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if not self.tmp.exists():
+            return
+        if self.frames == 0:
+            self.tmp.unlink(missing_ok=True)
+            return
+        try:
+            with open(self.tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            self.tmp.unlink(missing_ok=True)
+            raise OutputError(
+                f"{self.path}: could not be written ({e.strerror or e}); "
+                "the previous file, if any, is kept"
+            ) from None
+
+    def abort(self) -> None:
+        """Drop the unfinished video; an earlier file under the final name is kept."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.release()
+            self._writer = None
+        self.tmp.unlink(missing_ok=True)
+
+
+def has_display() -> bool:
+    """True when a graphical display is configured (X11 or Wayland)."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class PreviewSink:
+    """A preview window when a display exists; otherwise (or without GUI support in
+    OpenCV, e.g. opencv-python-headless) it says so once on stderr and does nothing.
+
+    ``quit_requested`` becomes True when the user presses ``q`` or Esc in the window.
+    """
+
+    WINDOW = "edgereg run"
+
+    def __init__(self) -> None:
+        self.enabled = has_display()
+        self.quit_requested = False
+        if not self.enabled:
+            print(
+                "[preview] no display (DISPLAY/WAYLAND_DISPLAY unset): preview is off",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def show(self, image_bgr: np.ndarray) -> None:
+        if not self.enabled:
+            return
+        import cv2
+
+        try:
+            cv2.imshow(self.WINDOW, image_bgr)
+            key = cv2.waitKey(1) & 0xFF
+        except cv2.error as e:
+            self.enabled = False
+            msg = str(e).strip().splitlines()[-1] if str(e).strip() else "unavailable"
+            print(f"[preview] cannot open a window ({msg}): preview is off", file=sys.stderr)
+            return
+        if key in (ord("q"), 27):
+            self.quit_requested = True
+
+    def close(self) -> None:
+        if self.enabled:
+            import cv2
+
+            with contextlib.suppress(Exception):
+                cv2.destroyWindow(self.WINDOW)
