@@ -1,4 +1,4 @@
-"""`edgereg bench` (not built yet)."""
+"""`edgereg bench MODEL`: latency, fps, memory and start-up time of a .tflite on this machine."""
 
 from __future__ import annotations
 
@@ -6,6 +6,58 @@ import click
 
 
 @click.command(name="bench")
-def cli() -> None:
-    """Not built yet."""
-    raise click.ClickException("edgereg bench is not built yet")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--frames", default=200, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="Default: all cores.")
+@click.option(
+    "--source",
+    default="synthetic",
+    show_default=True,
+    help="A video file (decoded every frame) or 'synthetic' (in-memory 640x480 BGR frames).",
+)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write JSON here.")
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "litert", "tflite_runtime", "tensorflow"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu | usb[:N] | pci[:N].")
+@click.option(
+    "--spec", "spec_path", type=click.Path(dir_okay=False), help="spec.json for a bare .tflite."
+)
+@click.option("--warmup", default=10, show_default=True, type=click.IntRange(0, 10_000))
+@click.option("--no-startup", is_flag=True, help="Skip the fresh-process import/load timing.")
+def cli(
+    model: str,
+    frames: int,
+    threads: int | None,
+    source: str,
+    json_out: str | None,
+    backend: str,
+    device: str,
+    spec_path: str | None,
+    warmup: int,
+    no_startup: bool,
+) -> None:
+    """Measure MODEL: bare invoke() vs full per-frame latency (p50/p95/p99), fps, peak RSS,
+    import + model load time and model size. No TensorFlow is imported (unless
+    --backend tensorflow)."""
+    from edge_runtime.atomic import atomic_write_json
+    from edge_runtime.bench import format_table, run_bench
+
+    result = run_bench(
+        model,
+        frames=frames,
+        num_threads=threads,
+        source=source,
+        backend=backend,
+        warmup=warmup,
+        startup=not no_startup,
+        device=device,
+        spec=spec_path,
+    )
+    click.echo(format_table(result))
+    if json_out:
+        atomic_write_json(json_out, result)
+        click.echo(f"wrote {json_out}")

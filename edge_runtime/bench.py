@@ -1,0 +1,245 @@
+"""Measure a model on this machine: bare invoke vs full per-frame latency, fps, memory, load time.
+
+- ``bare_invoke_ms``: ``interpreter.invoke()`` alone on a fixed input (the floor).
+- ``predict_ms``: :meth:`Predictor.predict` (preprocess -> invoke -> decode result).
+- ``full_ms``: get the next frame from the source (decode a video frame, or take the next
+  in-memory synthetic camera frame) + ``predict``: what one frame costs end to end.
+- ``import_s`` / ``load_s``: ``import edge_runtime`` and creating the Predictor, measured in a
+  fresh Python process (what a device pays at start-up; interpreter start-up itself excluded).
+- ``peak_rss_mb``: the process's peak resident memory (Linux ``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import SourceError
+from .predictor import Predictor, PredictorOptions
+
+SYNTHETIC = "synthetic"
+
+
+def percentiles(ms: list[float] | np.ndarray) -> dict[str, float]:
+    """p50/p95/p99/mean/min/max of a list of milliseconds."""
+    a = np.asarray(ms, dtype=np.float64)
+    if a.size == 0:
+        return {k: float("nan") for k in ("p50", "p95", "p99", "mean", "min", "max")}
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return {
+        "p50": round(float(p50), 4),
+        "p95": round(float(p95), 4),
+        "p99": round(float(p99), 4),
+        "mean": round(float(a.mean()), 4),
+        "min": round(float(a.min()), 4),
+        "max": round(float(a.max()), 4),
+    }
+
+
+def synthetic_frames(width: int = 640, height: int = 480, n: int = 8) -> list[np.ndarray]:
+    """A ring of BGR camera-sized frames with a moving blob (made once, reused)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) * 127 // (width + height)], 2)
+    frames = []
+    for i in range(n):
+        f = base.astype(np.uint8)
+        cx = int((0.2 + 0.6 * i / max(n - 1, 1)) * width)
+        cy = height // 2
+        f[cy - 20 : cy + 20, cx - 20 : cx + 20] = (40, 40, 230)
+        frames.append(f)
+    return frames
+
+
+def _frame_reader(source: str) -> tuple[Iterator[np.ndarray], Any]:
+    """(an endless iterator of BGR frames, a closer)."""
+    if source == SYNTHETIC:
+        frames = synthetic_frames()
+
+        def gen() -> Iterator[np.ndarray]:
+            i = 0
+            while True:
+                yield frames[i % len(frames)]
+                i += 1
+
+        return gen(), None
+    from .sources import VideoFileSource
+
+    src = VideoFileSource(source, loop=True)
+
+    def vid() -> Iterator[np.ndarray]:
+        while True:
+            fr = src.read()
+            if fr is None:
+                raise SourceError(f"{source}: the video gave no frames")
+            yield fr.image
+
+    return vid(), src
+
+
+def measure_startup(
+    model_path: str | Path, num_threads: int | None = None, backend: str = "auto"
+) -> dict[str, float]:
+    """``import edge_runtime`` + Predictor creation, timed inside a fresh Python process."""
+    code = (
+        (
+            "import time, json\n"
+            "t0 = time.perf_counter()\n"
+            "import edge_runtime\n"
+            "from edge_runtime.predictor import Predictor\n"
+            "t1 = time.perf_counter()\n"
+            "p = Predictor.create_from_model_path(__import__('sys').argv[1], num_threads=NT, "
+            "backend=BE)\n"
+            "t2 = time.perf_counter()\n"
+            "print(json.dumps({'import_s': t1 - t0, 'load_s': t2 - t1}))\n"
+        )
+        .replace("NT", repr(num_threads))
+        .replace("BE", repr(backend))
+    )
+    t = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(model_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    wall = time.perf_counter() - t
+    if out.returncode != 0:
+        return {"import_s": float("nan"), "load_s": float("nan"), "process_s": wall}
+    d = json.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        "import_s": round(d["import_s"], 4),
+        "load_s": round(d["load_s"], 4),
+        "import_and_load_s": round(d["import_s"] + d["load_s"], 4),
+        "process_s": round(wall, 4),
+    }
+
+
+def run_bench(
+    model_path: str | Path,
+    frames: int = 200,
+    num_threads: int | None = None,
+    source: str = SYNTHETIC,
+    backend: str = "auto",
+    warmup: int = 10,
+    startup: bool = True,
+    **predictor_kw: Any,
+) -> dict[str, Any]:
+    """Benchmark ``model_path``; returns a JSON-safe dict (see the module docstring)."""
+    opts = PredictorOptions(
+        model_path=model_path, num_threads=num_threads, backend=backend, **predictor_kw
+    )
+    reader, closer = _frame_reader(source)
+    try:
+        with Predictor.create_from_options(opts) as p:
+            it = p.interpreter
+            # bare invoke on a fixed, realistic input
+            p._set_input(p.preprocess(next(reader)))
+            for _ in range(warmup):
+                it.invoke()
+            bare = np.empty(frames)
+            for i in range(frames):
+                t = time.perf_counter()
+                it.invoke()
+                bare[i] = time.perf_counter() - t
+            for _ in range(warmup):
+                p.predict(next(reader))
+            full = np.empty(frames)
+            pred = np.empty(frames)
+            read = np.empty(frames)
+            t_all = time.perf_counter()
+            for i in range(frames):
+                t0 = time.perf_counter()
+                frame = next(reader)
+                t1 = time.perf_counter()
+                p.predict(frame)
+                t2 = time.perf_counter()
+                read[i], pred[i], full[i] = t1 - t0, t2 - t1, t2 - t0
+            wall = time.perf_counter() - t_all
+            facts = {
+                "model": str(model_path),
+                "model_size_bytes": p.model_size,
+                "task": p.spec.task,
+                "input": f"{p.spec.input_height}x{p.spec.input_width}x3 {p.input_dtype}",
+                "backend": p.backend.name,
+                "backend_version": p.backend.version,
+                "threads": num_threads or os.cpu_count(),
+            }
+    finally:
+        if closer is not None:
+            closer.close()
+    bare_s, pred_s, full_s = (
+        percentiles(bare * 1e3),
+        percentiles(pred * 1e3),
+        percentiles(full * 1e3),
+    )
+    out: dict[str, Any] = {
+        **facts,
+        "source": source,
+        "frames": frames,
+        "bare_invoke_ms": bare_s,
+        "predict_ms": pred_s,
+        "read_frame_ms": percentiles(read * 1e3),
+        "full_ms": full_s,
+        "full_over_bare_p50": round(full_s["p50"] / bare_s["p50"], 4) if bare_s["p50"] else None,
+        "predict_over_bare_p50": round(pred_s["p50"] / bare_s["p50"], 4) if bare_s["p50"] else None,
+        "fps": round(frames / wall, 2) if wall > 0 else None,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+    }
+    if startup:
+        out.update(measure_startup(model_path, num_threads, backend))
+    return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024.0 if sys.platform != "darwin" else r / (1024.0 * 1024.0)
+
+
+def format_table(r: dict[str, Any]) -> str:
+    """A human-readable table of a :func:`run_bench` result."""
+    lines = [
+        f"model   {r['model']}  ({r['model_size_bytes'] / 1024:.1f} KiB, {r['task']}, {r['input']})",
+        f"backend {r['backend']} {r['backend_version']}, {r['threads']} threads, "
+        f"{r['machine']}, Python {r['python']}, source {r['source']}, {r['frames']} frames",
+        "",
+        f"{'latency (ms)':<34}{'p50':>9}{'p95':>9}{'p99':>9}{'mean':>9}",
+    ]
+    rows = (
+        ("bare invoke()", "bare_invoke_ms"),
+        ("predict (pre+invoke+decode)", "predict_ms"),
+        ("read frame", "read_frame_ms"),
+        ("full per frame (read+predict)", "full_ms"),
+    )
+    for label, key in rows:
+        s = r[key]
+        lines.append(
+            f"{label:<34}{s['p50']:>9.3f}{s['p95']:>9.3f}{s['p99']:>9.3f}{s['mean']:>9.3f}"
+        )
+    lines += [
+        "",
+        f"full / bare invoke (p50)     {r['full_over_bare_p50']}",
+        f"predict / bare invoke (p50)  {r['predict_over_bare_p50']}",
+        f"throughput                   {r['fps']} fps",
+        f"peak RSS                     {r['peak_rss_mb']} MiB",
+    ]
+    if "import_s" in r:
+        lines.append(
+            f"import + model load          {r.get('import_and_load_s', float('nan'))} s "
+            f"(import {r['import_s']} s, load {r['load_s']} s; fresh process)"
+        )
+    return "\n".join(lines)
