@@ -1,0 +1,99 @@
+"""Model = raw-RGB input -> MobileNet backbone (normalization inside) -> one task head.
+
+Output contract (see :mod:`edge_runtime.spec`): ONE output tensor named ``output`` with
+``spec.output_size`` values:
+
+- point / keypoints: normalized (x, y) pairs through a sigmoid (bounded to [0, 1]).
+  The head keeps WHERE things are: a 1x1 conv shrinks the channels, then the feature map
+  is flattened (a global average would throw the layout away), then dense layers.
+- value: the target normalized over ``spec.value_range``, through a sigmoid.
+- class: softmax probabilities over ``spec.class_names`` (trained with a sparse
+  categorical cross-entropy on class indices, so one-hot/loss mismatches cannot happen).
+
+No Lambda layers: the file loads with ``safe_mode=True``. Import this module before
+``keras.saving.load_model`` so anything registered here is known.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from edge_runtime.spec import ModelSpec
+
+#: Input size (height = width) per task when ``--input-size`` is not given. See docs/training.md.
+DEFAULT_INPUT_SIZE = {"point": 160, "keypoints": 160, "value": 96, "class": 160}
+#: Dropout before the last dense layer(s).
+DEFAULT_DROPOUT = 0.2
+#: Channels kept by the 1x1 conv before flattening in coordinate heads.
+COORD_HEAD_CHANNELS = 64
+COORD_HEAD_UNITS = 256
+VALUE_HEAD_UNITS = 128
+
+
+def default_input_size(task: str) -> int:
+    """The default square input size for a task."""
+    return DEFAULT_INPUT_SIZE[task]
+
+
+def build_model(
+    spec: ModelSpec,
+    backbone: str = "mobilenet_v2",
+    alpha: float = 1.0,
+    weights: str | None = "imagenet",
+    dropout: float = DEFAULT_DROPOUT,
+) -> keras.Model:
+    """Build the full model for ``spec`` (input (H, W, 3) float32 raw 0..255 RGB).
+
+    ``weights``: ``imagenet`` (pretrained, raises WeightsError when none can be had),
+    ``none`` (random init) or a path understood by :func:`train.backbones.build_backbone`.
+    """
+    from train.backbones import build_backbone
+
+    h, w = spec.input_height, spec.input_width
+    inp = keras.Input((h, w, 3), dtype="float32", name="input")
+    wt = None if weights in (None, "none", "None") else weights
+    bb = build_backbone(backbone, (h, w, 3), alpha=alpha, weights=wt)
+    feat = bb(inp)
+    x: Any
+    if spec.task in ("point", "keypoints"):
+        x = keras.layers.Conv2D(COORD_HEAD_CHANNELS, 1, activation="relu", name="head_reduce")(feat)
+        x = keras.layers.Flatten(name="head_flatten")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+        x = keras.layers.Dense(COORD_HEAD_UNITS, activation="relu", name="head_dense")(x)
+        out = keras.layers.Dense(spec.output_size, activation="sigmoid", name="output")(x)
+    elif spec.task == "value":
+        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(feat)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+        x = keras.layers.Dense(VALUE_HEAD_UNITS, activation="relu", name="head_dense")(x)
+        out = keras.layers.Dense(1, activation="sigmoid", name="output")(x)
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(feat)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+        out = keras.layers.Dense(spec.output_size, activation="softmax", name="output")(x)
+    name = f"edgereg_{spec.task}_{backbone}"
+    return keras.Model(inp, out, name=name)
+
+
+def get_backbone(model: keras.Model) -> keras.Model:
+    """The nested backbone model inside a model from :func:`build_model`."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            return layer
+    raise ValueError(f"{model.name}: no nested backbone model found")
+
+
+def loss_for(spec: ModelSpec) -> keras.losses.Loss:
+    """Loss per task, on the encoded target.
+
+    Coordinates and values: Huber with a small delta (behaves like L1 for errors above
+    2 % of the frame/range, so a few hard images do not dominate, and like L2 near the
+    target, so it settles smoothly). Class: sparse categorical cross-entropy.
+    """
+    if spec.task == "class":
+        return keras.losses.SparseCategoricalCrossentropy()
+    return keras.losses.Huber(delta=0.02)
