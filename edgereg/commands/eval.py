@@ -1,11 +1,117 @@
-"""`edgereg eval` (not built yet)."""
+"""``edgereg eval MODEL DATA_DIR``: metrics in the user's units beside the trivial baseline.
+
+TensorFlow, ``train`` and matplotlib are imported inside the command, never at module
+level, so ``edgereg eval --help`` stays light.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 
 @click.command(name="eval")
-def cli() -> None:
-    """Not built yet."""
-    raise click.ClickException("edgereg eval is not built yet")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--task",
+    type=click.Choice(["point", "keypoints", "value", "class"]),
+    default=None,
+    help="Expected task (default: the model's own; a mismatch is an error).",
+)
+@click.option(
+    "--y-up/--y-down",
+    "y_up",
+    default=None,
+    help="Labels' y runs up from the bottom (--y-up) or down from the top. "
+    "Default: the run's config, else down.",
+)
+@click.option(
+    "--coords",
+    type=click.Choice(["normalized", "pixels"]),
+    default=None,
+    help="Label coordinates in [0, 1] or in pixels. Default: the run's config, else normalized.",
+)
+@click.option("--target", default=None, help="Value column in labels.csv (value task).")
+@click.option("--tta", is_flag=True, help="Average over the model's declared invariances.")
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "litert", "tflite_runtime", "tensorflow"]),
+    default="auto",
+    show_default=True,
+    help="Interpreter for .tflite models.",
+)
+@click.option("--skip-bad", is_flag=True, help="Skip bad rows/images instead of stopping.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the flat metric keys (mean_error_px, pck@0.05, rmse, accuracy, baseline_*...) here.",
+)
+@click.option(
+    "--plots",
+    "plots_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write pred_vs_true.png, error_hist.png and examples.png into this folder.",
+)
+def cli(
+    model: Path,
+    data_dir: Path,
+    task: str | None,
+    y_up: bool | None,
+    coords: str | None,
+    target: str | None,
+    tta: bool,
+    backend: str,
+    skip_bad: bool,
+    json_out: Path | None,
+    plots_dir: Path | None,
+) -> None:
+    """Evaluate MODEL (a run directory, .keras or .tflite file) on DATA_DIR.
+
+    Prints each metric beside the trivial baseline (training mean / majority class) and
+    warns loudly when the model is not clearly better than it.
+    """
+    from edge_runtime.atomic import atomic_write_json
+    from train.evaluate import evaluate_model
+    from train.metrics import format_table, verdict
+
+    ev = evaluate_model(
+        model,
+        data_dir,
+        task=task,
+        y_up=y_up,
+        coords=coords,
+        target=target,
+        tta=tta,
+        backend=backend,
+        skip_bad=skip_bad,
+    )
+    m = ev.metrics
+    click.echo(f"model: {m['model']} ({m['model_kind']}{', TTA' if tta else ''})")
+    click.echo(f"data:  {m['data_dir']}  ({m['n']} images, {ev.spec.task} task)")
+    if m.get("skipped_rows"):
+        click.secho(f"skipped {m['skipped_rows']} bad row(s) (--skip-bad)", fg="yellow")
+    click.echo(f"baseline: the trivial predictor fitted on the {m['baseline_source']}")
+    click.echo("")
+    click.echo(format_table(ev.spec, m))
+    v = verdict(ev.spec, m)
+    if v:
+        click.echo("")
+        click.secho(v, fg="red", bold=True)
+    if json_out is not None:
+        atomic_write_json(json_out, m)
+        click.echo(f"\nwrote {json_out}")
+    if plots_dir is not None:
+        from train.evaluate import load_example_images
+        from train.plots import plot_error_hist, plot_examples, plot_pred_vs_true
+
+        plots_dir.mkdir(parents=True, exist_ok=True)
+        plot_pred_vs_true(ev.spec, ev.y_true, ev.y_pred, plots_dir / "pred_vs_true.png")
+        plot_error_hist(ev.spec, ev.y_true, ev.y_pred, plots_dir / "error_hist.png", ev.image_sizes)
+        idx, imgs = load_example_images(ev.paths, 16)
+        plot_examples(ev.spec, imgs, ev.y_true[idx], ev.y_pred[idx], plots_dir / "examples.png")
+        click.echo(f"wrote plots to {plots_dir}")
