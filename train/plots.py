@@ -19,6 +19,8 @@ from edge_runtime.spec import ModelSpec
 TRUE_COLOR = "#1a9641"  # green
 PRED_COLOR = "#d7191c"  # red
 _DPI = 100
+#: At most this many validation-metric panels in the history plot.
+MAX_METRIC_PANELS = 4
 
 
 def _plt() -> Any:
@@ -56,67 +58,81 @@ def read_history(history_csv: str | Path) -> dict[str, list[Any]]:
 
 
 def plot_history(history_csv: str | Path, out_png: str | Path) -> Path:
-    """Loss curves (top) and validation metric curves (bottom) per epoch.
+    """Loss curves (top panel) and one panel per validation metric, per epoch.
 
-    Columns containing ``loss`` go on top; other numeric columns (except ``epoch``,
-    ``phase``, ``lr``/``learning_rate``, ``time``) below, on their own scale each when
-    there are several. When a ``phase`` column exists, phase changes are marked.
+    Columns containing ``loss`` share the top panel; every other numeric column (except
+    ``epoch``, ``phase``, ``lr``/``learning_rate``, ``seconds``/``time``/``step``) gets its
+    own panel, at most :data:`MAX_METRIC_PANELS`, the primary-looking ones first. When a
+    ``phase`` column exists, phase changes are marked and named. Empty cells are gaps.
     """
     plt = _plt()
     cols = read_history(history_csv)
     n = max((len(v) for v in cols.values()), default=0)
-    x = cols.get("epoch") if _numeric(cols.get("epoch")) else list(range(1, n + 1))
+    x = cols["epoch"] if _numeric(cols.get("epoch")) else list(range(1, n + 1))
+    x = [float(v) if v is not None else float(i + 1) for i, v in enumerate(x)]
     skip = {"epoch", "phase", "lr", "learning_rate", "time", "seconds", "step"}
     loss_cols = [k for k in cols if "loss" in k.lower() and _numeric(cols[k])]
     metric_cols = [k for k in cols if k not in skip and k not in loss_cols and _numeric(cols[k])]
-    fig, axes = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
-    ax_loss, ax_met = axes
+    metric_cols.sort(key=_metric_rank)
+    metric_cols = metric_cols[:MAX_METRIC_PANELS]
+    panels = 1 + max(1, len(metric_cols))
+    heights = [1.6] + [1.0] * (panels - 1)
+    fig, axes = plt.subplots(
+        panels,
+        1,
+        figsize=(8, 2.6 + 1.9 * (panels - 1)),
+        sharex=True,
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
+    axes = list(axes[:, 0])
+    ax_loss = axes[0]
     for k in loss_cols:
-        ax_loss.plot(
-            x, cols[k], marker=".", label=k, linestyle="--" if k.startswith("val") else "-"
-        )
+        style = "--" if k.startswith("val") else "-"
+        ax_loss.plot(x, _nan(cols[k]), marker=".", linestyle=style, label=k)
     ax_loss.set_ylabel("loss")
-    if loss_cols and all(v is not None and v > 0 for k in loss_cols for v in cols[k]):
+    finite = [v for k in loss_cols for v in cols[k] if isinstance(v, float)]
+    if finite and min(finite) > 0 and max(finite) / min(finite) > 20:
         ax_loss.set_yscale("log")
     ax_loss.set_title("Training history")
     if loss_cols:
         ax_loss.legend(loc="upper right", fontsize=8)
     else:
-        ax_loss.text(
-            0.5, 0.5, "no loss column", ha="center", va="center", transform=ax_loss.transAxes
-        )
+        _note(ax_loss, "no loss column in history.csv")
     if metric_cols:
-        ax = ax_met
-        for i, k in enumerate(metric_cols):
-            if i > 0:
-                ax = ax_met.twinx() if i == 1 else ax
-            color = f"C{i + 2}"
-            ax.plot(x, cols[k], marker=".", color=color, label=k)
-            if i <= 1:
-                ax.set_ylabel(k, color=color)
-        handles = [ln for a in fig.axes[1:] for ln in a.get_lines()]
-        ax_met.legend(handles, [h.get_label() for h in handles], loc="best", fontsize=8)
+        for i, (ax, k) in enumerate(zip(axes[1:], metric_cols, strict=False)):
+            vals = _nan(cols[k])
+            ax.plot(x, vals, marker=".", color=f"C{i + 2}")
+            ax.set_ylabel(k.removeprefix("val_"), fontsize=9)
+            good = [v for v in vals if np.isfinite(v)]
+            if good:
+                best = min(good) if _lower_is_better(k) else max(good)
+                ax.axhline(best, color="gray", linewidth=0.8, linestyle=":")
+                ax.annotate(
+                    f"best {best:.4g}",
+                    xy=(1.0, best),
+                    xycoords=("axes fraction", "data"),
+                    xytext=(-4, 3),
+                    textcoords="offset points",
+                    ha="right",
+                    fontsize=8,
+                    color="gray",
+                )
     else:
-        ax_met.text(
-            0.5,
-            0.5,
-            "no validation metric column",
-            ha="center",
-            va="center",
-            transform=ax_met.transAxes,
-        )
-    ax_met.set_xlabel("epoch")
-    phases = cols.get("phase")
-    if phases and len(set(map(str, phases))) > 1:
-        for i in range(1, len(phases)):
-            if str(phases[i]) != str(phases[i - 1]):
-                boundary = (x[i - 1] + x[i]) / 2
-                for a in (ax_loss, ax_met):
-                    a.axvline(boundary, color="gray", linestyle=":", linewidth=1)
-        starts = [0] + [i for i in range(1, len(phases)) if str(phases[i]) != str(phases[i - 1])]
+        _note(axes[1], "no validation metric column in history.csv")
+    axes[-1].set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    phases = [str(v) for v in cols.get("phase", [])]
+    if len(set(phases)) > 1:
+        starts = [0] + [i for i in range(1, len(phases)) if phases[i] != phases[i - 1]]
+        for s in starts[1:]:
+            for a in axes:
+                a.axvline((x[s - 1] + x[s]) / 2, color="gray", linestyle=":", linewidth=1)
         for s in starts:
             ax_loss.annotate(
-                f"phase {phases[s]}",
+                f"phase: {phases[s]}",
                 xy=(x[s], 1.0),
                 xycoords=("data", "axes fraction"),
                 xytext=(2, -12),
@@ -124,7 +140,7 @@ def plot_history(history_csv: str | Path, out_png: str | Path) -> Path:
                 fontsize=8,
                 color="gray",
             )
-    for a in (ax_loss, ax_met):
+    for a in axes:
         a.grid(alpha=0.3)
     return _save(fig, out_png)
 
@@ -406,7 +422,34 @@ def _num(v: Any) -> Any:
 
 
 def _numeric(values: list[Any] | None) -> bool:
-    return bool(values) and all(isinstance(v, float) for v in values)
+    """At least one number, and nothing but numbers or empty cells."""
+    if not values:
+        return False
+    return any(isinstance(v, float) for v in values) and all(
+        isinstance(v, float) or v in (None, "") for v in values
+    )
+
+
+def _nan(values: list[Any]) -> list[float]:
+    return [v if isinstance(v, float) else float("nan") for v in values]
+
+
+def _lower_is_better(name: str) -> bool:
+    n = name.lower()
+    return not any(t in n for t in ("pck", "accuracy", "f1", "r2"))
+
+
+def _metric_rank(name: str) -> int:
+    order = ("mean_error_px", "pck", "rmse", "mae", "r2", "accuracy", "macro_f1")
+    n = name.lower()
+    for i, t in enumerate(order):
+        if t in n:
+            return i
+    return len(order)
+
+
+def _note(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
 def _bins(a: np.ndarray) -> int:
