@@ -1,11 +1,96 @@
-"""`edgereg convert` (not built yet)."""
+"""``edgereg convert RUN_DIR``: quantized TFLite files with the spec inside, verified.
+
+TensorFlow and ``convert`` are imported inside the command body only, so
+``edgereg convert --help`` stays fast and TensorFlow-free.
+"""
 
 from __future__ import annotations
 
 import click
 
+_VARIANTS = "fp32,fp16,dynamic,int8,int16x8"
+
 
 @click.command(name="convert")
-def cli() -> None:
-    """Not built yet."""
-    raise click.ClickException("edgereg convert is not built yet")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option(
+    "--variants",
+    default=_VARIANTS,
+    show_default=True,
+    help="Comma-separated variants to export.",
+)
+@click.option(
+    "--io",
+    "io_type",
+    type=click.Choice(["float", "int8", "uint8"]),
+    default="float",
+    show_default=True,
+    help="Input/output type of the full-integer (int8) model; uint8 takes camera bytes as-is.",
+)
+@click.option(
+    "--calib",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Training images used to calibrate int8/int16x8 (deterministic sample).",
+)
+@click.option("--edgetpu", is_flag=True, help="Analyse int8 for the Edge TPU and compile it.")
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Fail (exit 9) when a variant is worse than Keras by more than this fraction "
+    "on the task metric, e.g. 0.05 = 5 %.",
+)
+@click.option("--no-verify", is_flag=True, help="Skip verification on the validation split.")
+@click.option(
+    "--latency-runs",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Invokes per latency measurement (the median is reported).",
+)
+@click.option(
+    "--val-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Verify on at most this many validation images.",
+)
+def cli(
+    run_dir: str,
+    variants: str,
+    io_type: str,
+    calib: int,
+    edgetpu: bool,
+    max_drop: float | None,
+    no_verify: bool,
+    latency_runs: int,
+    val_limit: int | None,
+) -> None:
+    """Convert a training run to TFLite variants in RUN_DIR/export/ and verify them.
+
+    \b
+    Files: model_fp32.tflite, model_fp16.tflite, model_dynamic.tflite, model_int8.tflite,
+           model_int16x8.tflite (+ model_int8_edgetpu.tflite with --edgetpu),
+           report.json and report.md. Every file carries the model spec.
+    """
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edge_runtime.errors import SpecError
+
+    if max_drop is not None and no_verify:
+        raise SpecError("--max-drop needs verification: drop --no-verify")
+    from convert.export import ConvertOptions, convert_run, parse_variants
+
+    opts = ConvertOptions(
+        variants=parse_variants(variants),
+        io=io_type,
+        calib=calib,
+        edgetpu=edgetpu,
+        max_drop=max_drop,
+        verify=not no_verify,
+        latency_runs=latency_runs,
+        val_limit=val_limit,
+    )
+    convert_run(run_dir, opts, echo=lambda s: click.echo(s, err=True))

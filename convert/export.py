@@ -1,0 +1,541 @@
+"""Keras run -> TFLite variants, each carrying the model spec inside the file.
+
+The path is the one measured fastest with Keras 3: load ``run/model.keras`` (safe mode on),
+wrap it with a STATIC batch of 1, ``model.export()`` it ONCE to a SavedModel, then run
+``tf.lite.TFLiteConverter.from_saved_model`` once per variant.
+
+Variants live in ONE registry, :data:`VARIANTS`. Adding a variant is one entry: a name,
+the file suffix, a function that configures the converter, which interpreter backends
+can run the result, and whether the Edge TPU compiler can take it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.atomic import atomic_write_bytes
+from edge_runtime.errors import ModelFileError, SpecError
+from edge_runtime.metadata import embed_spec
+from edge_runtime.spec import ModelSpec
+
+#: ``--io`` choices: the inference input/output type of the full-integer variant.
+IO_TYPES = ("float", "int8", "uint8")
+
+
+@dataclass
+class ConvertContext:
+    """What a variant's settings function may need beyond the converter itself."""
+
+    spec: ModelSpec
+    io: str = "float"
+    #: Returns a fresh iterator of ``[x]`` with x float32 (1, H, W, 3), raw 0..255 RGB.
+    representative: Callable[[], Iterator[list[np.ndarray]]] | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One export variant: adding a variant is adding one of these to :data:`VARIANTS`."""
+
+    name: str
+    #: The file is ``model_<suffix>.tflite``.
+    suffix: str
+    #: Configures a ``tf.lite.TFLiteConverter`` for this variant.
+    configure: Callable[[Any, ConvertContext], None]
+    #: Interpreter backends that can run the file (see edge_runtime's PredictorOptions).
+    backends: tuple[str, ...]
+    #: Every tensor integer: the input of ``edgetpu_compiler``.
+    edgetpu_eligible: bool = False
+    needs_calibration: bool = False
+    description: str = ""
+    #: Whether ``--io`` applies (integer input/output types).
+    uses_io: bool = False
+
+    @property
+    def filename(self) -> str:
+        return f"model_{self.suffix}.tflite"
+
+
+# --------------------------------------------------------------------------- variants
+def fp32(conv: Any, ctx: ConvertContext) -> None:
+    """Plain float32: the reference; runs everywhere."""
+
+
+def fp16(conv: Any, ctx: ConvertContext) -> None:
+    """float16 weights (half the size); computed in float32 on a CPU."""
+    import tensorflow as tf
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_types = [tf.float16]
+
+
+def dynamic(conv: Any, ctx: ConvertContext) -> None:
+    """int8 weights, float activations quantized on the fly (no calibration)."""
+    import tensorflow as tf
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+def int8(conv: Any, ctx: ConvertContext) -> None:
+    """Full integer: int8 weights and activations, calibrated on training images.
+
+    ``TFLITE_BUILTINS_INT8`` only, so an op that cannot be quantized is a conversion
+    error that names it instead of a silent float fallback.
+    """
+    import tensorflow as tf
+
+    if ctx.representative is None:
+        raise SpecError("int8: needs a representative dataset (calibration images)")
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = ctx.representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if ctx.io != "float":
+        dtype = {"int8": tf.int8, "uint8": tf.uint8}[ctx.io]
+        conv.inference_input_type = dtype
+        conv.inference_output_type = dtype
+
+
+def int16x8(conv: Any, ctx: ConvertContext) -> None:
+    """16-bit activations, 8-bit weights: far finer outputs than int8; float input/output."""
+    import tensorflow as tf
+
+    if ctx.representative is None:
+        raise SpecError("int16x8: needs a representative dataset (calibration images)")
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = ctx.representative
+    conv.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+    ]
+
+
+_ALL = ("litert", "tflite_runtime", "tensorflow")
+_NEW = ("litert", "tensorflow")  # tflite-runtime 2.14 lacks newer op versions
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("fp32", "fp32", fp32, _ALL, description="float32 reference"),
+        Variant("fp16", "fp16", fp16, _ALL, description="float16 weights"),
+        Variant("dynamic", "dynamic", dynamic, _NEW, description="int8 weights, float compute"),
+        Variant(
+            "int8",
+            "int8",
+            int8,
+            _ALL,
+            edgetpu_eligible=True,
+            needs_calibration=True,
+            uses_io=True,
+            description="full integer (int8)",
+        ),
+        Variant(
+            "int16x8",
+            "int16x8",
+            int16x8,
+            _NEW,
+            needs_calibration=True,
+            description="int16 activations, int8 weights",
+        ),
+    )
+}
+DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+EDGETPU_FILENAME = "model_int8_edgetpu.tflite"
+
+
+def parse_variants(text: str | None) -> tuple[str, ...]:
+    """``"fp32,int8"`` -> ``("fp32", "int8")``; unknown names are a SpecError listing the known."""
+    if not text:
+        return DEFAULT_VARIANTS
+    out: list[str] = []
+    for raw in text.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        if name not in VARIANTS:
+            raise SpecError(
+                f"--variants: {name!r} is not a variant; choose from {', '.join(VARIANTS)}"
+            )
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise SpecError(f"--variants: none given; choose from {', '.join(VARIANTS)}")
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- loading
+def load_run_model(run_dir: str | Path):
+    """``run_dir/model.keras`` with safe mode on (custom layers from ``train.models``)."""
+    import keras
+
+    with contextlib.suppress(ImportError):
+        import train.models  # noqa: F401  (registers the custom layers)
+    path = Path(run_dir) / "model.keras"
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such file; is {run_dir} a run made by `edgereg train`?")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:  # keras raises many types for a bad file
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelFileError(
+            f"{path}: cannot be loaded with safe mode on ({msg}); retrain it with `edgereg train`"
+        ) from None
+
+
+def load_run_spec(run_dir: str | Path) -> ModelSpec:
+    """``run_dir/spec.json`` as a :class:`ModelSpec`."""
+    path = Path(run_dir) / "spec.json"
+    if not path.is_file():
+        raise SpecError(f"{path}: no such file; is {run_dir} a run made by `edgereg train`?")
+    try:
+        return ModelSpec.from_json(path.read_bytes())
+    except SpecError as e:
+        raise SpecError(f"{path}: {e}") from None
+
+
+def static_batch_model(model: Any, spec: ModelSpec):
+    """The model rebuilt on an Input with a static batch of 1 and the spec's input size."""
+    import keras
+
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else None
+    want = (spec.input_height, spec.input_width, 3)
+    if shape is not None and tuple(d for d in shape[1:]) not in (want, (None, None, 3)):
+        raise SpecError(
+            f"input: the Keras model takes {shape[1:]}, the spec says {want}; "
+            "re-export the run (spec.json and model.keras disagree)"
+        )
+    if shape is not None and shape[0] == 1 and tuple(shape[1:]) == want:
+        wrapped = model
+    else:
+        inp = keras.Input(want, batch_size=1, name="image")
+        wrapped = keras.Model(inp, model(inp), name="edgereg_static")
+    out = wrapped.outputs[0].shape
+    if len(wrapped.outputs) != 1 or out[-1] != spec.output_size:
+        raise SpecError(
+            f"output: the spec expects one output of {spec.output_size} values, the Keras "
+            f"model gives {[tuple(o.shape) for o in wrapped.outputs]}"
+        )
+    return wrapped
+
+
+def export_saved_model(model: Any, out_dir: str | Path) -> Path:
+    """``model.export(out_dir)`` once, quietly, with a STATIC (1, H, W, 3) input signature.
+
+    Keras 3 exports a dynamic batch by default even for a batch-1 Input; the Edge TPU
+    rejects dynamic shapes, so the signature is given explicitly.
+    """
+    import tensorflow as tf
+
+    out = Path(out_dir)
+    shape = (1, *tuple(int(d) for d in model.inputs[0].shape[1:]))
+    sig = [tf.TensorSpec(shape, tf.float32, name="image")]
+    with contextlib.redirect_stdout(io.StringIO()):
+        model.export(str(out), verbose=False, input_signature=sig)
+    return out
+
+
+# --------------------------------------------------------------------------- converting
+def convert_variant(saved_model_dir: str | Path, variant: Variant, ctx: ConvertContext) -> bytes:
+    """Run the real TFLite converter for one variant; errors name the failing op."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    variant.configure(conv, ctx)
+    try:
+        with _quiet_fds():
+            return bytes(conv.convert())
+    except Exception as e:  # ConverterError and friends
+        raise ModelFileError(_conversion_message(variant, e)) from None
+
+
+def _conversion_message(variant: Variant, e: Exception) -> str:
+    text = str(e)
+    ops = sorted(set(re.findall(r"'(tfl?\.[A-Za-z0-9_]+)'", text)))
+    hint = {
+        "int8": "this op has no int8 kernel; use --variants int16x8 or dynamic, or change "
+        "the model (e.g. avoid that layer)",
+        "int16x8": "this op has no 16x8 kernel; use int8 or dynamic",
+    }.get(variant.name, "check the model's layers")
+    first = next((ln.strip() for ln in text.splitlines() if "error" in ln.lower()), text[:300])
+    where = f" (ops: {', '.join(ops)})" if ops else ""
+    return f"variant {variant.name}: the TFLite converter failed{where}: {first}; {hint}"
+
+
+@contextlib.contextmanager
+def _quiet_fds() -> Iterator[None]:
+    """Silence the converter's C++ chatter on stderr unless EDGEREG_VERBOSE is set."""
+    if os.environ.get("EDGEREG_VERBOSE"):
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def io_quantization(model: bytes) -> dict[str, Any]:
+    """Input/output dtype, scale and zero point, read with the real interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model)
+    out: dict[str, Any] = {}
+    for key, det in (("input", it.get_input_details()[0]), ("output", it.get_output_details()[0])):
+        scale, zp = det["quantization"]
+        out[key] = {
+            "dtype": np.dtype(det["dtype"]).name,
+            "shape": [int(d) for d in det["shape"]],
+            "scale": float(scale),
+            "zero_point": int(zp),
+        }
+    return out
+
+
+def check_integer_input(variant: str, io_type: str, q: dict[str, Any]) -> list[str]:
+    """Warnings when integer input does not map camera bytes 1:1 (scale 1, zp 0 / -128)."""
+    if io_type == "float":
+        return []
+    inp = q["input"]
+    want_zp = 0 if io_type == "uint8" else -128
+    if abs(inp["scale"] - 1.0) > 0.01 or inp["zero_point"] != want_zp:
+        return [
+            f"{variant}: {io_type} input has scale {inp['scale']:.4f}, zero point "
+            f"{inp['zero_point']} (want 1.0, {want_zp}); camera bytes would need rescaling"
+        ]
+    return []
+
+
+@dataclass
+class ExportedFile:
+    variant: str
+    path: Path
+    size_bytes: int
+    io: str
+    quantization: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def write_variant(
+    saved_model_dir: str | Path,
+    variant: Variant,
+    ctx: ConvertContext,
+    export_dir: str | Path,
+    extra: dict[str, Any] | None = None,
+) -> ExportedFile:
+    """Convert one variant, embed the spec, write ``export_dir/model_<suffix>.tflite`` atomically."""
+    data = convert_variant(saved_model_dir, variant, ctx)
+    io_type = ctx.io if variant.uses_io else "float"
+    spec = ctx.spec.with_extra(
+        export={"variant": variant.name, "io": io_type, **(extra or {})},
+    )
+    data = embed_spec(data, spec)
+    q = io_quantization(data)
+    path = atomic_write_bytes(Path(export_dir) / variant.filename, data)
+    return ExportedFile(
+        variant=variant.name,
+        path=path,
+        size_bytes=len(data),
+        io=io_type,
+        quantization=q,
+        warnings=check_integer_input(variant.name, io_type, q),
+    )
+
+
+def clean_stale_temps(export_dir: str | Path) -> int:
+    """Remove temp files a killed earlier conversion left behind (never final names)."""
+    n = 0
+    d = Path(export_dir)
+    if not d.is_dir():
+        return 0
+    for p in d.glob(".model_*.tmp*"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            n += 1
+    return n
+
+
+# --------------------------------------------------------------------------- the whole run
+@dataclass
+class ConvertOptions:
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    io: str = "float"
+    calib: int = 256
+    edgetpu: bool = False
+    max_drop: float | None = None
+    verify: bool = True
+    latency_runs: int = 50
+    #: Verify on at most this many validation images (None = all).
+    val_limit: int | None = None
+    seed: int = 0
+
+
+def convert_run(
+    run_dir: str | Path,
+    options: ConvertOptions | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Convert a training run into ``run_dir/export/``; returns the report dict.
+
+    Raises QualityGateError (after writing the report) when ``max_drop`` is exceeded.
+    """
+    import datetime
+    import shutil
+
+    from . import quantize, report, verify
+
+    opt = options or ConvertOptions()
+    say = echo or (lambda s: None)
+    if opt.io not in IO_TYPES:
+        raise SpecError(f"--io: {opt.io!r} is not one of {', '.join(IO_TYPES)}")
+    names = list(opt.variants)
+    if opt.edgetpu and "int8" not in names:
+        names.append("int8")
+    variants = [VARIANTS[n] for n in names]
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ModelFileError(f"{run}: no such run directory; train one with `edgereg train`")
+    spec = load_run_spec(run)
+    export_dir = run / "export"
+    export_dir.mkdir(parents=True, exist_ok=True)
+    if n := clean_stale_temps(export_dir):
+        say(f"removed {n} temp file(s) left by an interrupted conversion")
+
+    say(f"loading {run / 'model.keras'}")
+    model = load_run_model(run)
+    static = static_batch_model(model, spec)
+
+    need_calib = any(v.needs_calibration for v in variants)
+    train_ds = val_ds = None
+    if need_calib or opt.verify:
+        train_ds, val_ds = quantize.load_splits(run)
+    calib_images = None
+    ctx = ConvertContext(spec=spec, io=opt.io)
+    if need_calib:
+        paths = quantize.train_paths(train_ds)
+        say(f"calibration: {min(opt.calib, len(paths))} of {len(paths)} training images")
+        calib_images = quantize.calibration_images(paths, spec, opt.calib, opt.seed)
+        ctx.representative = quantize.representative_dataset(calib_images)
+
+    files: list[ExportedFile] = []
+    notes: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix="edgereg_savedmodel_"))
+    try:
+        say("exporting a SavedModel (static batch of 1)")
+        saved = export_saved_model(static, tmp / "saved_model")
+        for i, v in enumerate(variants, 1):
+            say(f"[{i}/{len(variants)}] converting {v.name} -> {v.filename}")
+            extra = {"calibration_images": len(calib_images)} if v.needs_calibration else {}
+            f = write_variant(saved, v, ctx, export_dir, extra)
+            files.append(f)
+            notes += f.warnings
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if any(v.name == "int8" for v in variants):
+        notes.append("int8: " + quantize.int8_output_note(spec))
+
+    rep: dict[str, Any] = {
+        "run": run.name,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "spec": spec.to_dict(),
+        "io": opt.io,
+        "calibration_images": 0 if calib_images is None else len(calib_images),
+        "files": [
+            {
+                "variant": f.variant,
+                "file": f.path.name,
+                "size_bytes": f.size_bytes,
+                "io": f.io,
+                "quantization": f.quantization,
+                "backends": list(VARIANTS[f.variant].backends),
+                "edgetpu_eligible": VARIANTS[f.variant].edgetpu_eligible,
+            }
+            for f in files
+        ],
+        "notes": notes,
+    }
+
+    if opt.edgetpu:
+        from . import edgetpu
+
+        int8_path = export_dir / VARIANTS["int8"].filename
+        analysis = edgetpu.analyse(int8_path.read_bytes(), str(int8_path))
+        say(analysis.summary())
+        for s in analysis.suggestions:
+            say(f"  suggestion: {s}")
+        comp = edgetpu.compile_model(int8_path, export_dir)
+        say(comp.message)
+        rep["edgetpu"] = {
+            "summary": analysis.summary(),
+            "analysis": analysis.to_dict(),
+            "compiler": comp.to_dict(),
+        }
+        if comp.ran and comp.output is not None:
+            rep["files"].append(
+                {
+                    "variant": "int8_edgetpu",
+                    "file": comp.output.name,
+                    "size_bytes": comp.output.stat().st_size,
+                    "io": opt.io,
+                    "backends": ["litert+libedgetpu"],
+                    "edgetpu_eligible": True,
+                }
+            )
+
+    checks: list[Any] = []
+    if opt.verify and val_ds is None:
+        notes.append("verification skipped: no validation split (install edgereg[train])")
+    elif opt.verify:
+        val = verify.ValidationSet.from_datasets(val_ds, train_ds, opt.val_limit)
+        rep["validation_images"] = len(val.images)
+        say(f"verifying on {len(val.images)} validation images (device runtime vs Keras)")
+        kraw = verify.keras_raw(static, spec, val.images)
+        kmetrics = verify.compute_metrics(
+            spec, val.targets, spec.decode_output(kraw), val.sizes, val.train_targets
+        )
+        key, hib = verify.primary_metric(spec)
+        rep["keras"] = {
+            "metric_key": key,
+            "higher_is_better": hib,
+            "value": float(kmetrics[key]),
+            "metrics": verify._jsonable(kmetrics),
+        }
+        for f in files:
+            c = verify.verify_file(
+                f.path, f.variant, spec, val, kraw, kmetrics, opt.latency_runs, progress=say
+            )
+            checks.append(c)
+            say(
+                f"  {f.variant:8s} {key} {c.value:.4g} (Keras {c.keras_value:.4g}, "
+                f"{100 * c.relative_drop:+.1f} %), {f.size_bytes / 1024:.0f} KiB, "
+                f"{c.latency_ms['1_thread']:.2f} ms 1 thread"
+            )
+        rep["verification"] = [c.to_dict() for c in checks]
+    gate_error = None
+    if opt.max_drop is not None and checks:
+        try:
+            verify.check_gate(checks, opt.max_drop)
+            rep["gate"] = {"max_drop": opt.max_drop, "result": "passed"}
+        except Exception as e:
+            rep["gate"] = {"max_drop": opt.max_drop, "result": f"FAILED: {e}"}
+            gate_error = e
+    elif opt.max_drop is not None:
+        notes.append("--max-drop was not checked: verification did not run")
+    report.write_report(export_dir, rep)
+    say(f"wrote {export_dir / 'report.md'}")
+    if gate_error is not None:
+        raise gate_error
+    return rep

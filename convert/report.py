@@ -1,0 +1,105 @@
+"""``export/report.json`` and ``export/report.md``: what was exported and how well it does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.atomic import atomic_write_json, atomic_write_text
+
+
+def write_report(export_dir: str | Path, report: dict[str, Any]) -> tuple[Path, Path]:
+    """Write both files atomically; returns their paths."""
+    d = Path(export_dir)
+    j = atomic_write_json(d / "report.json", report)
+    m = atomic_write_text(d / "report.md", render_markdown(report))
+    return j, m
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """A human-readable table of the report."""
+    lines = [f"# Conversion report: {report.get('run', '')}", ""]
+    spec = report.get("spec", {})
+    lines.append(
+        f"Task `{spec.get('task', '?')}`, input {spec.get('input_width', '?')}x"
+        f"{spec.get('input_height', '?')}, int8 I/O `{report.get('io', 'float')}`, "
+        f"{report.get('calibration_images', 0)} calibration images, "
+        f"{report.get('validation_images', 0)} validation images."
+    )
+    lines.append("")
+    checks = {c["variant"]: c for c in report.get("verification", [])}
+    keras = report.get("keras") or {}
+    key = keras.get("metric_key")
+    if key:
+        lines.append(f"Keras model: {key} = {_fmt(keras.get('value'))}")
+        lines.append("")
+    header = (
+        "| variant | file | size (KiB) | I/O | "
+        + (f"{key} | change vs Keras | rel. drop | " if key else "")
+        + "max / mean disagreement | latency 1 thread (ms) | latency all threads (ms) |"
+    )
+    lines.append(header)
+    lines.append("|" + "---|" * (header.count("|") - 1))
+    for f in report.get("files", []):
+        c = checks.get(f["variant"], {})
+        dis = c.get("disagreement_user") or {}
+        dis_txt = " / ".join(_fmt(v, 3) for k, v in dis.items() if "label" not in k) or "–"
+        row = [
+            f["variant"],
+            f"`{f['file']}`",
+            f"{f['size_bytes'] / 1024:.1f}",
+            f.get("io", "float"),
+        ]
+        if key:
+            row += [
+                _fmt(c.get("value")),
+                _fmt(c.get("change")),
+                f"{100 * c['relative_drop']:+.1f} %" if "relative_drop" in c else "–",
+            ]
+        lat = c.get("latency_ms") or {}
+        row += [dis_txt, _fmt(lat.get("1_thread"), 3), _fmt(lat.get("all_threads"), 3)]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    if checks:
+        lines.append(
+            "Disagreement is |TFLite − Keras| on the validation images in user units "
+            "(px of the original image, the value's units, or probability)."
+        )
+        lines.append("")
+    notes = report.get("notes") or []
+    if notes:
+        lines.append("## Notes")
+        lines += [f"- {n}" for n in notes]
+        lines.append("")
+    et = report.get("edgetpu")
+    if et:
+        lines.append("## Edge TPU")
+        a = et.get("analysis", {})
+        lines.append(f"- {et.get('summary', '')}")
+        for s in a.get("suggestions", []):
+            lines.append(f"- suggestion: {s}")
+        comp = et.get("compiler", {})
+        lines.append(f"- compiler: {comp.get('message', '')}")
+        log = comp.get("log") or {}
+        for k in ("on_chip_memory_used", "off_chip_memory_used", "ops_on_tpu", "ops_on_cpu"):
+            if k in log:
+                lines.append(f"- {k.replace('_', ' ')}: {log[k]}")
+        if log.get("operations"):
+            lines += ["", "| operator | count | status |", "|---|---|---|"]
+            lines += [
+                f"| {r['operator']} | {r['count']} | {r['status']} |" for r in log["operations"]
+            ]
+        lines.append("")
+    gate = report.get("gate")
+    if gate:
+        lines.append(f"## Gate\n\n--max-drop {gate['max_drop']}: {gate['result']}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,347 @@
+"""Verification: every exported file against the Keras model, through the DEVICE's own code.
+
+Each validation image goes, full size, through ``edge_runtime.predictor.Predictor`` (the
+same resize, quantization and decoding as on the Pi, ``color_order="RGB"``), and through the
+Keras model after the same ``resize_to_input``. Reported per variant: the task metric in
+user units, its change vs Keras, the largest and mean disagreement per output, file size
+and single-frame latency (median of many invokes, 1 thread and all threads).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.errors import QualityGateError
+from edge_runtime.images import read_image
+from edge_runtime.preprocess import resize_to_input
+from edge_runtime.spec import ModelSpec
+
+
+@dataclass
+class VariantCheck:
+    """Verification of one exported file."""
+
+    variant: str
+    file: str
+    size_bytes: int
+    metrics: dict[str, Any]
+    metric_key: str
+    higher_is_better: bool
+    value: float
+    keras_value: float
+    change: float
+    #: Loss on the task metric relative to Keras (positive = worse); 0.1 = 10 % worse.
+    relative_drop: float
+    #: Per output index: largest and mean |tflite - keras| in raw model units.
+    disagreement: list[dict[str, float]]
+    #: The same in the user's units (px / units / probability).
+    disagreement_user: dict[str, float]
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    runner: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- metrics
+def primary_metric(spec: ModelSpec) -> tuple[str, bool]:
+    """(metric key, higher is better), from ``train.metrics`` when it is installed."""
+    try:
+        from train.metrics import primary_metric as pm
+
+        return pm(spec)
+    except ImportError:
+        return {
+            "point": ("mean_error_px", False),
+            "keypoints": ("mean_error_px", False),
+            "value": ("mae", False),
+            "class": ("accuracy", True),
+        }[spec.task]
+
+
+def compute_metrics(
+    spec: ModelSpec,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    image_sizes: np.ndarray | None = None,
+    train_targets: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """``train.metrics.compute_metrics`` when installed; else the primary metrics only."""
+    try:
+        from train.metrics import compute_metrics as cm
+
+        return cm(spec, y_true, y_pred, image_sizes=image_sizes, train_targets=train_targets)
+    except ImportError:
+        pass
+    if spec.task in ("point", "keypoints"):
+        wh = np.asarray(image_sizes, np.float32)[:, None, :]  # (N,1,2) width, height
+        d = np.linalg.norm((np.asarray(y_pred) - np.asarray(y_true)) * wh, axis=-1)
+        return {
+            "mean_error_px": float(d.mean()),
+            "mean_error_pct_width": float((100 * d / wh[..., 0]).mean()),
+        }
+    if spec.task == "value":
+        e = np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64)
+        return {"mae": float(np.abs(e).mean()), "rmse": float(np.sqrt((e**2).mean()))}
+    return {"accuracy": float((np.argmax(y_pred, -1) == np.asarray(y_true)).mean())}
+
+
+def relative_drop(keras_value: float, value: float, higher_is_better: bool) -> float:
+    """How much worse ``value`` is than ``keras_value``, relative (0.05 = 5 % worse)."""
+    worse = (keras_value - value) if higher_is_better else (value - keras_value)
+    return float(worse / max(abs(keras_value), 1e-9))
+
+
+# --------------------------------------------------------------------------- running
+def keras_raw(
+    model: Any, spec: ModelSpec, images: Sequence[np.ndarray], batch: int = 32
+) -> np.ndarray:
+    """Raw Keras outputs (N, output_size) for full-size RGB images, via ``resize_to_input``."""
+    out = []
+    for i in range(0, len(images), batch):
+        x = np.stack(
+            [
+                resize_to_input(im, spec.input_height, spec.input_width, spec.interpolation)
+                for im in images[i : i + batch]
+            ]
+        ).astype(np.float32)
+        y = model(x, training=False)
+        out.append(np.asarray(y, np.float32).reshape(len(x), -1))
+    return np.concatenate(out) if out else np.zeros((0, spec.output_size), np.float32)
+
+
+class _LocalRunner:
+    """Fallback when ``edge_runtime.predictor`` is not installed: same resize and quantization."""
+
+    name = "litert-interpreter"
+
+    def __init__(self, path: str | Path, spec: ModelSpec, num_threads: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.spec = spec
+        self.it = Interpreter(model_path=str(path), num_threads=num_threads)
+        self.it.allocate_tensors()
+        self.inp = self.it.get_input_details()[0]
+        self.out = self.it.get_output_details()[0]
+
+    def raw(self, rgb: np.ndarray) -> np.ndarray:
+        s = self.spec
+        x = resize_to_input(rgb, s.input_height, s.input_width, s.interpolation).astype(np.float32)
+        self.it.set_tensor(self.inp["index"], quantize_input(x[None], self.inp))
+        self.it.invoke()
+        return dequantize_output(self.it.get_tensor(self.out["index"]), self.out).reshape(-1)
+
+    def close(self) -> None:
+        pass
+
+
+class _PredictorRunner:
+    name = "edge_runtime.Predictor"
+
+    def __init__(self, path: str | Path, spec: ModelSpec, num_threads: int | None = None) -> None:
+        from edge_runtime.predictor import Predictor, PredictorOptions
+
+        self.p = Predictor.create_from_options(
+            PredictorOptions(model_path=path, num_threads=num_threads, color_order="RGB")
+        )
+
+    def raw(self, rgb: np.ndarray) -> np.ndarray:
+        return np.asarray(self.p.predict(rgb).raw, np.float32).reshape(-1)
+
+    def close(self) -> None:
+        self.p.close()
+
+
+def make_runner(path: str | Path, spec: ModelSpec, num_threads: int | None = None):
+    """The device runtime's Predictor when installed, else the local interpreter runner."""
+    try:
+        import edge_runtime.predictor  # noqa: F401
+    except ImportError:
+        return _LocalRunner(path, spec, num_threads)
+    return _PredictorRunner(path, spec, num_threads)
+
+
+def quantize_input(x: np.ndarray, det: dict[str, Any]) -> np.ndarray:
+    dtype = np.dtype(det["dtype"])
+    if dtype == np.float32:
+        return x.astype(np.float32)
+    scale, zp = det["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
+
+
+def dequantize_output(y: np.ndarray, det: dict[str, Any]) -> np.ndarray:
+    scale, zp = det["quantization"]
+    if np.dtype(det["dtype"]) == np.float32 or not scale:
+        return y.astype(np.float32)
+    return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
+
+
+def measure_latency(path: str | Path, num_threads: int | None, runs: int = 50) -> float:
+    """Median milliseconds of ``invoke()`` on one frame (after 3 warm-up invokes)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=num_threads)
+    it.allocate_tensors()
+    det = it.get_input_details()[0]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, det["shape"]).astype(np.float32)
+    it.set_tensor(det["index"], quantize_input(x, det))
+    times = []
+    for i in range(3 + max(1, runs)):
+        t0 = time.perf_counter()
+        it.invoke()
+        if i >= 3:
+            times.append(1000.0 * (time.perf_counter() - t0))
+    return float(statistics.median(times))
+
+
+def disagreement(
+    spec: ModelSpec, raw: np.ndarray, ref: np.ndarray, image_sizes: np.ndarray
+) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """Per-output max/mean |raw - ref| in model units, and a user-unit summary."""
+    d = np.abs(raw - ref)
+    per = [
+        {"index": int(i), "max": float(d[:, i].max()), "mean": float(d[:, i].mean())}
+        for i in range(d.shape[1])
+    ]
+    if spec.task in ("point", "keypoints"):
+        wh = np.asarray(image_sizes, np.float32)[:, None, :]
+        k = spec.num_keypoints
+        px = np.linalg.norm((raw - ref).reshape(-1, k, 2) * wh, axis=-1)
+        user = {"max_px": float(px.max()), "mean_px": float(px.mean())}
+    elif spec.task == "value":
+        lo, hi = spec.value_range  # type: ignore[misc]
+        u = d[:, 0] * (hi - lo)
+        user = {
+            f"max_{spec.units or 'units'}": float(u.max()),
+            f"mean_{spec.units or 'units'}": float(u.mean()),
+        }
+    else:
+        user = {
+            "max_probability": float(d.max()),
+            "label_agreement": float((raw.argmax(1) == ref.argmax(1)).mean()),
+        }
+    return per, user
+
+
+@dataclass
+class ValidationSet:
+    """Validation images (full size, RGB), their user-unit targets and sizes (W, H)."""
+
+    images: list[np.ndarray]
+    targets: np.ndarray
+    sizes: np.ndarray
+    train_targets: np.ndarray | None = None
+
+    @classmethod
+    def from_datasets(cls, val_ds: Any, train_ds: Any | None = None, limit: int | None = None):
+        samples = list(val_ds.samples)[: limit or None]
+        images = [read_image(s.path) for s in samples]
+        targets = np.stack([np.asarray(s.target) for s in samples])
+        sizes = np.array([[im.shape[1], im.shape[0]] for im in images], np.float32)
+        tt = None
+        if train_ds is not None and hasattr(train_ds, "targets"):
+            tt = np.asarray(train_ds.targets())
+        return cls(images, targets, sizes, tt)
+
+
+def verify_file(
+    path: str | Path,
+    variant: str,
+    spec: ModelSpec,
+    val: ValidationSet,
+    keras_pred_raw: np.ndarray,
+    keras_metrics: dict[str, Any],
+    latency_runs: int = 50,
+    progress: Callable[[str], None] | None = None,
+) -> VariantCheck:
+    """Run ``val`` through the device runtime for one file and compare with Keras."""
+    path = Path(path)
+    runner = make_runner(path, spec)
+    try:
+        raw = np.stack([runner.raw(im) for im in _iter(val.images, progress, variant)])
+    finally:
+        runner.close()
+    metrics = compute_metrics(
+        spec, val.targets, spec.decode_output(raw), val.sizes, val.train_targets
+    )
+    key, hib = primary_metric(spec)
+    value, kv = float(metrics[key]), float(keras_metrics[key])
+    per, user = disagreement(spec, raw, keras_pred_raw, val.sizes)
+    lat = {
+        "1_thread": measure_latency(path, 1, latency_runs),
+        "all_threads": measure_latency(path, os.cpu_count() or 1, latency_runs),
+    }
+    return VariantCheck(
+        variant=variant,
+        file=path.name,
+        size_bytes=path.stat().st_size,
+        metrics=_jsonable(metrics),
+        metric_key=key,
+        higher_is_better=hib,
+        value=value,
+        keras_value=kv,
+        change=value - kv,
+        relative_drop=relative_drop(kv, value, hib),
+        disagreement=per,
+        disagreement_user=user,
+        latency_ms=lat,
+        runner=runner.name,
+    )
+
+
+def _iter(items: Sequence[Any], progress: Callable[[str], None] | None, label: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        yield from items
+        return
+    yield from tqdm(
+        items, desc=f"verify {label}", unit="img", leave=False, disable=progress is None
+    )
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, np.ndarray):
+            out[k] = v.tolist()
+        elif isinstance(v, np.generic):
+            out[k] = v.item()
+        else:
+            out[k] = v
+    return out
+
+
+SUGGESTIONS = (
+    "try --variants int16x8 (16-bit activations), more calibration images (--calib 500), "
+    "float outputs (--io float), a larger input size or a wider backbone at training, or "
+    "use fp16/dynamic where the device allows"
+)
+
+
+def check_gate(checks: Sequence[VariantCheck], max_drop: float | None) -> None:
+    """Raise QualityGateError when any variant loses more than ``max_drop`` (relative)."""
+    if max_drop is None:
+        return
+    bad = [c for c in checks if c.relative_drop > max_drop]
+    if not bad:
+        return
+    worst = ", ".join(
+        f"{c.variant}: {c.metric_key} {c.value:.4g} vs Keras {c.keras_value:.4g} "
+        f"({100 * c.relative_drop:+.1f} %)"
+        for c in bad
+    )
+    raise QualityGateError(
+        f"--max-drop {max_drop:g}: {len(bad)} variant(s) lost more than "
+        f"{100 * max_drop:.1f} % on the task metric ({worst}); {SUGGESTIONS}"
+    )
