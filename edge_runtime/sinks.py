@@ -244,6 +244,9 @@ class VideoSink:
                 dir=self.path.parent,
             )
             os.close(fd)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a video is not a secret
         except OSError as e:
             raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from None
         self.tmp = Path(tmp)
