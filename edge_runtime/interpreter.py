@@ -122,7 +122,11 @@ def parse_device(device: str | None) -> str | None:
 
 def edgetpu_delegate(backend: Backend, device: str) -> Any:
     """The Edge TPU delegate for ``device``, or a BackendError saying what to install."""
+    import ctypes
+
     try:
+        # Probe the library first: a failed load_delegate leaves a half-built Delegate behind.
+        ctypes.CDLL(EDGETPU_LIBRARY)
         return backend.load_delegate(EDGETPU_LIBRARY, {"device": device})
     except (ValueError, OSError, RuntimeError) as e:
         raise BackendError(

@@ -1,0 +1,64 @@
+"""`edgereg bench` on a tiny real model, in a real subprocess. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+from models import make_tflite
+
+KEYS = {
+    "model",
+    "model_size_bytes",
+    "backend",
+    "threads",
+    "frames",
+    "source",
+    "bare_invoke_ms",
+    "predict_ms",
+    "full_ms",
+    "full_over_bare_p50",
+    "fps",
+    "peak_rss_mb",
+    "import_s",
+    "load_s",
+    "import_and_load_s",
+}
+
+
+def test_bench_prints_table_and_writes_json(tmp_path, run_cli):
+    model = make_tflite(tmp_path, "point", "int8", "uint8")
+    out = tmp_path / "bench.json"
+    r = run_cli("bench", model, "--frames", "30", "--threads", "1", "--json", out, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for label in ("bare invoke()", "full per frame", "p50", "p95", "p99", "peak RSS", "import"):
+        assert label in r.stdout
+    d = json.loads(out.read_text())
+    assert KEYS <= set(d)
+    assert d["frames"] == 30 and d["threads"] == 1 and d["backend"] == "litert"
+    assert d["model_size_bytes"] == model.stat().st_size
+    for k in ("bare_invoke_ms", "predict_ms", "full_ms"):
+        assert set(d[k]) >= {"p50", "p95", "p99"} and d[k]["p50"] > 0
+    assert d["peak_rss_mb"] > 0 and d["import_s"] > 0 and d["load_s"] > 0
+
+
+def test_bench_on_a_video_source(tmp_path, run_cli):
+    model = make_tflite(tmp_path, "value", "fp32", "float")
+    video = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(5):
+        w.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    w.release()
+    out = tmp_path / "b.json"
+    r = run_cli("bench", model, "--frames", "12", "--source", video, "--no-startup", "--json", out)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(out.read_text())
+    assert d["source"] == str(video) and d["read_frame_ms"]["p50"] > 0 and "import_s" not in d
+
+
+def test_bench_bad_model_is_a_clear_error(tmp_path, run_cli):
+    bad = tmp_path / "x.tflite"
+    bad.write_bytes(b"nope" * 10)
+    r = run_cli("bench", bad)
+    assert r.returncode == 5 and "x.tflite" in r.stderr and "Traceback" not in r.stderr

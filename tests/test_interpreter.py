@@ -1,0 +1,140 @@
+"""Backend choice, Edge TPU device strings, the runtime-version guard and tensor helpers."""
+
+from __future__ import annotations
+
+import ctypes.util
+import importlib.util
+import types
+
+import numpy as np
+import pytest
+from models import make_tflite
+
+from edge_runtime.errors import BackendError, ModelFileError
+from edge_runtime.interpreter import (
+    Backend,
+    check_runtime_version,
+    dequantize,
+    get_output,
+    input_details,
+    load_backend,
+    make_interpreter,
+    model_min_runtime,
+    parse_device,
+    quantize,
+    set_input,
+)
+from edge_runtime.predictor import Predictor
+
+
+@pytest.fixture(scope="module")
+def int8_model(tmp_path_factory):
+    return make_tflite(tmp_path_factory.mktemp("interp"), "value", "int8", "float")
+
+
+def test_auto_prefers_litert():
+    be = load_backend("auto")
+    assert be.name == "litert" and be.version.startswith("2.")
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tflite_runtime") is not None, reason="tflite-runtime is installed"
+)
+def test_forcing_a_missing_backend_is_a_clear_error(int8_model):
+    with pytest.raises(BackendError, match=r"tflite_runtime.*pip install tflite-runtime"):
+        load_backend("tflite_runtime")
+    with pytest.raises(BackendError, match="tflite_runtime"):
+        Predictor.create_from_model_path(int8_model, backend="tflite_runtime")
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(BackendError, match="not one of auto, litert"):
+        load_backend("onnx")
+
+
+@pytest.mark.parametrize(
+    "dev,want",
+    [("cpu", None), ("usb", "usb"), ("usb:0", "usb:0"), ("pci", "pci"), ("PCI:1", "pci:1")],
+)
+def test_device_strings(dev, want):
+    assert parse_device(dev) == want
+
+
+@pytest.mark.parametrize("dev", ["gpu", "usb:x", "usb0", "pci:"])
+def test_bad_device_string(dev):
+    with pytest.raises(BackendError, match="device"):
+        parse_device(dev)
+
+
+@pytest.mark.skipif(ctypes.util.find_library("edgetpu") is not None, reason="libedgetpu present")
+@pytest.mark.parametrize("dev", ["usb", "pci:0"])
+def test_edgetpu_without_libedgetpu_says_what_to_install(int8_model, dev):
+    with pytest.raises(BackendError, match=r"libedgetpu\.so\.1.*libedgetpu1-std") as e:
+        Predictor.create_from_model_path(int8_model, device=dev)
+    assert dev in str(e.value)
+
+
+def _stand_in_backend(version: str, error: Exception | None = None) -> Backend:
+    """A stand-in for tflite-runtime (not installable next to numpy 2 here)."""
+
+    class Interp:
+        def __init__(self, **kw):
+            if error is not None:
+                raise error
+
+    return Backend("tflite_runtime", types.SimpleNamespace(Interpreter=Interp), version)
+
+
+def test_tflite_runtime_refuses_models_needing_a_newer_runtime(int8_model):
+    model = int8_model.read_bytes()
+    need = model_min_runtime(model)
+    assert need and need[0].isdigit()  # the converter writes e.g. "1.14.0"
+    check_runtime_version(model, _stand_in_backend("2.14.0"), "m.tflite")  # new enough
+    with pytest.raises(BackendError, match=r"m\.tflite: needs TFLite runtime .*ai-edge-litert"):
+        check_runtime_version(model, _stand_in_backend("1.5.0"), "m.tflite")
+
+
+def test_tflite_runtime_op_version_failure_becomes_backend_error(int8_model):
+    err = ValueError("Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'.")
+    with pytest.raises(BackendError, match=r"FULLY_CONNECTED.*ai-edge-litert"):
+        make_interpreter(
+            int8_model.read_bytes(), where="m.tflite", backend=_stand_in_backend("2.14.0", err)
+        )
+
+
+def test_interpreter_load_failure_is_model_file_error(int8_model):
+    err = RuntimeError("Model provided has model identifier 'XXXX', should be 'TFL3'")
+    with pytest.raises(ModelFileError, match="m.tflite"):
+        make_interpreter(
+            int8_model.read_bytes(), where="m.tflite", backend=_stand_in_backend("2.14.0", err)
+        )
+
+
+def test_num_threads_must_be_positive(int8_model):
+    with pytest.raises(BackendError, match="num_threads"):
+        make_interpreter(int8_model.read_bytes(), num_threads=0)
+
+
+def test_quantize_dequantize_roundtrip():
+    x = np.array([-1.0, 0.0, 0.5, 1.0, 100.0], np.float32)
+    q = quantize(x, 1 / 127, 0, np.int8)
+    assert q.dtype == np.int8 and q.tolist() == [-127, 0, 64, 127, 127]  # clipped
+    np.testing.assert_allclose(dequantize(q, 1 / 127, 0)[:4], x[:4], atol=0.5 / 127)
+    q8 = quantize(np.array([0.0, 255.0]), 1.0, 0, np.uint8)
+    assert q8.tolist() == [0, 255]
+    assert dequantize(np.array([1.5], np.float32), 0.0, 0).dtype == np.float32
+
+
+def test_set_input_and_get_output_on_a_full_int8_model(tmp_path):
+    path = make_tflite(tmp_path, "class", "int8", "int8")
+    it, _ = make_interpreter(path.read_bytes())
+    d = input_details(it)
+    assert d["dtype"] == np.int8
+    img = np.full((1, 32, 32, 3), 200.0, np.float32)
+    set_input(it, img)  # quantized with the tensor's own scale and zero point
+    scale, zp = d["quantization"]
+    assert it.get_tensor(d["index"])[0, 0, 0, 0] == np.clip(round(200 / scale) + zp, -128, 127)
+    it.invoke()
+    probs = get_output(it)
+    assert probs.dtype == np.float32 and probs.shape == (1, 2)
+    assert probs.sum() == pytest.approx(1.0, abs=0.02)
