@@ -238,7 +238,8 @@ def probe_image(path: Path) -> ImageInfo:
         raise ImageError("not a JPEG/PNG/BMP/WebP image (unknown file content)")
     # libjpeg decodes a cut-off JPEG into a grey-padded image with only a warning:
     # a JPEG must end (after its last scan) with the EOI marker.
-    if fmt == "JPEG" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+    eoi = data.rfind(b"\xff\xd9")
+    if fmt == "JPEG" and (eoi < 0 or eoi < data.rfind(b"\xff\xda")):
         raise ImageError("truncated JPEG (no end-of-image marker): re-export or remove it")
     if fmt == "PNG" and b"IEND" not in data[-64:]:
         raise ImageError("truncated PNG (no IEND chunk): re-export or remove it")
