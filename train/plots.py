@@ -271,6 +271,7 @@ def plot_error_hist(
             linewidth=1,
             label=f"mean {np.nanmean(px) if px.size else float('nan'):.2f} px",
         )
+        ax.set_xlim(left=0)
         ax.set_xlabel("error (pixels of the original image)")
         ax.legend(fontsize=8)
     elif spec.task == "value":
@@ -327,8 +328,14 @@ def plot_examples(
     if n:
         h0, w0 = np.asarray(images_rgb_uint8[0]).shape[:2]
         aspect = min(3.0, max(1 / 3, h0 / max(w0, 1)))
+    from matplotlib import patheffects
+
     fig, axes = plt.subplots(
-        rows, cols, figsize=(3.2 * cols, (3.2 * aspect + 0.5) * rows), squeeze=False
+        rows,
+        cols,
+        figsize=(3.2 * cols, (3.2 * aspect + 0.5) * rows),
+        squeeze=False,
+        layout="constrained",
     )
     probs = np.asarray(y_pred) if spec.task == "class" else None
     for i, ax in enumerate(axes.reshape(-1)):
@@ -350,17 +357,25 @@ def plot_examples(
                     color="yellow",
                     linewidth=0.8,
                 )
+            halo = [patheffects.withStroke(linewidth=4.5, foreground="white")]
             ax.plot(
                 t[:, 0] * w,
                 t[:, 1] * h,
                 "o",
                 color=TRUE_COLOR,
-                markersize=ms,
+                markersize=ms + 2,
                 markerfacecolor="none",
-                markeredgewidth=2,
+                markeredgewidth=2.5,
+                path_effects=halo,
             )
             ax.plot(
-                p[:, 0] * w, p[:, 1] * h, "x", color=PRED_COLOR, markersize=ms, markeredgewidth=2
+                p[:, 0] * w,
+                p[:, 1] * h,
+                "x",
+                color=PRED_COLOR,
+                markersize=ms,
+                markeredgewidth=2.5,
+                path_effects=halo,
             )
             if k > 1:
                 for j in range(k):
