@@ -170,3 +170,86 @@ def test_runtime_on_aarch64_matches_x86_reference(
     ref_float = np.asarray(dev["ref"]["frame"]["output_float"], dtype=np.float32)
     step = 1.0 / 256  # the sigmoid output's int8 scale
     assert np.abs(raw - ref_float).max() <= 2 * step + 1e-6, (raw, ref_float)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The project installed the way Dockerfile.arm does it (`pip install .`, no deps).
+
+    Only the files the Dockerfile copies go into the wheel; it is pure Python, so the host
+    pip builds and installs it into a target directory put on the arm64 PYTHONPATH.
+    """
+    d = tmp_path_factory.mktemp("aarch64_pkg")
+    src = d / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    for pkg in ("edge_runtime", "edgereg", "train", "convert"):
+        shutil.copytree(REPO / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(d / "dist"), str(src)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = (d / "dist").glob("edgereg-*.whl")
+    target = d / "site"
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--no-compile", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return target
+
+
+# What the `edgereg` console script (the Dockerfile's ENTRYPOINT) does.
+_CONSOLE_SCRIPT = (
+    "import sys; from importlib.metadata import entry_points; "
+    "ep = entry_points(group='console_scripts')['edgereg']; "
+    "sys.argv[0] = 'edgereg'; sys.exit(ep.load()())"
+)
+
+
+def test_edgereg_run_entrypoint_on_aarch64(
+    built: build_root.Built, installed: Path, tmp_path: Path
+) -> None:
+    """`edgereg run MODEL --source 'frames/*.png' --json -` as the arm64 image would run it."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    yy, xx = np.mgrid[0:48, 0:64]
+    base = np.stack([(xx * 4) % 256, (yy * 5) % 256, ((xx + yy) * 3) % 256], -1).astype(np.uint8)
+    for i, cx in enumerate((12, 32, 52)):
+        img = base.copy()
+        cv2.circle(img, (cx, 24), 9, (255, 255, 255), -1)
+        assert cv2.imwrite(str(frames / f"f{i}.png"), img)
+    args = ["run", str(MODEL), "--source", str(frames / "*.png"), "--json", "-", "--no-status"]
+
+    cmd, env = build_root.qemu_command(built, "pi5", ["-c", _CONSOLE_SCRIPT, *args])
+    env["PYTHONPATH"] = os.pathsep.join([str(installed), str(built.site)])
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert p.returncode == 0, f"edgereg run on aarch64 exited {p.returncode}:\n{p.stderr[-4000:]}"
+    dev = [json.loads(ln) for ln in p.stdout.splitlines() if ln.startswith("{")]
+
+    host_env = {**os.environ, "PYTHONPATH": str(installed), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    h = subprocess.run(
+        [sys.executable, "-c", _CONSOLE_SCRIPT, *args],
+        env=host_env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+    assert h.returncode == 0, h.stderr[-4000:]
+    host = [json.loads(ln) for ln in h.stdout.splitlines() if ln.startswith("{")]
+
+    assert [r["frame"] for r in dev] == [0, 1, 2], p.stdout[-2000:]
+    assert [Path(r["file"]).name for r in dev] == ["f0.png", "f1.png", "f2.png"]
+    for d, hr in zip(dev, host, strict=True):
+        res = d["result"]
+        assert res["task"] == "point"
+        pts = np.asarray(res["points"], dtype=np.float64)
+        assert pts.shape == (1, 2) and ((pts >= 0) & (pts <= 1)).all()
+        np.testing.assert_allclose(res["points_px"], pts * [64, 48], atol=1e-3)
+        # Same model, same frame: within two int8 output steps of the x86-64 result.
+        np.testing.assert_allclose(pts, hr["result"]["points"], rtol=0, atol=2 / 256 + 1e-6)
