@@ -353,3 +353,23 @@ def test_run_stalled_stream_is_detected_and_reopened(assets, tmp_path):
     assert "stalled: no frame for 1 s" in out.stderr or "read failed" in out.stderr
     assert "reconnected after 1 attempt(s)" in out.stderr
     assert server.requests >= 2
+
+
+def test_soak_bench_smoke(assets, tmp_path):
+    """`python -m bench.soak` runs (a short soak; the 20,000-frame figures are in the docs)."""
+    d, models, videos = assets
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--frames", "300"]
+        + ["--model", str(models["point"]), "--video", str(videos["dots"])]
+        + ["--json", str(tmp_path / "soak.json")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    rep = json.loads((tmp_path / "soak.json").read_text())
+    assert rep["frames"] == 300 and rep["imported_tensorflow"] is False
+    assert rep["fd_at_last_frame"] == rep["fd_after_warmup"]
+    assert rep["threads_after_close"] == 1
+    assert rep["rss_growth_after_warmup_mb"] < 5.0
