@@ -133,6 +133,7 @@ class Predictor:
     def close(self) -> None:
         """Release the interpreter (and any Edge TPU delegate)."""
         self._closed = True
+        self._in_view = None
         self.interpreter = None
 
     # ----------------------------------------------------------------- checks
