@@ -66,13 +66,20 @@ class _StorageType:
     name: str
     dtype: np.dtype
 
+    def __setstate__(self, state: Any) -> None:  # a BUILD opcode on a stand-in
+        raise WeightsError("the pickle tries to modify an internal object")
 
-@dataclass(slots=True)
+
+@dataclass(frozen=True, slots=True)
 class _Storage:
+    """A storage reference; its bytes live in the reader's ``data`` dict under ``key``."""
+
     key: str
     dtype: np.dtype
     numel: int
-    data: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:  # a BUILD opcode on a stand-in
+        raise WeightsError("the pickle tries to modify an internal object")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +90,9 @@ class _TensorRef:
     offset: int
     size: tuple[int, ...]
     stride: tuple[int, ...]
+
+    def __setstate__(self, state: Any) -> None:  # a BUILD opcode on a stand-in
+        raise WeightsError("the pickle tries to modify an internal object")
 
 
 def _is_int(v: Any) -> bool:
@@ -164,9 +174,12 @@ class _SafeUnpickler(pickle.Unpickler):
         return st
 
 
-def _materialize(ref: _TensorRef, source: str, name: str) -> np.ndarray:
+def _materialize(
+    ref: _TensorRef, data: dict[str, np.ndarray], source: str, name: str
+) -> np.ndarray:
     st = ref.storage
-    if st.data is None:
+    arr = data.get(st.key)
+    if arr is None:
         raise WeightsError(f"{source}: the data of tensor {name!r} is missing (truncated file?)")
     n = int(np.prod(ref.size, dtype=np.int64)) if ref.size else 1
     if n > MAX_TENSOR_ELEMENTS:
@@ -174,11 +187,11 @@ def _materialize(ref: _TensorRef, source: str, name: str) -> np.ndarray:
     if n == 0:
         return np.zeros(ref.size, dtype=st.dtype)
     last = ref.offset + sum((s - 1) * t for s, t in zip(ref.size, ref.stride, strict=True))
-    if last >= st.data.size:
+    if last >= arr.size:
         raise WeightsError(f"{source}: tensor {name!r} reaches past the end of its storage")
-    item = st.data.itemsize
+    item = arr.itemsize
     view = np.lib.stride_tricks.as_strided(
-        st.data[ref.offset :], shape=ref.size, strides=[t * item for t in ref.stride]
+        arr[ref.offset :], shape=ref.size, strides=[t * item for t in ref.stride]
     )
     return np.array(view, copy=True)
 
@@ -199,7 +212,7 @@ def _pick_state_dict(obj: Any, source: str) -> dict[str, _TensorRef]:
     )
 
 
-def _read_legacy(f: io.BytesIO, source: str) -> Any:
+def _read_legacy(f: io.BytesIO, source: str, data: dict[str, np.ndarray]) -> Any:
     storages: dict[str, _Storage] = {}
 
     def load() -> Any:
@@ -231,12 +244,12 @@ def _read_legacy(f: io.BytesIO, source: str) -> Any:
         raw = f.read(nbytes)
         if len(raw) != nbytes:
             raise WeightsError(f"{source}: truncated (storage {key} is cut short)")
-        st.data = np.frombuffer(raw, dtype=st.dtype)
+        data[key] = np.frombuffer(raw, dtype=st.dtype)
     return result
 
 
-def _read_zip(data: bytes, source: str) -> Any:
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+def _read_zip(blob: bytes, source: str, data: dict[str, np.ndarray]) -> Any:
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
         pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pkls) != 1:
             raise WeightsError(f"{source}: a zip, but not a PyTorch file (no */data.pkl)")
@@ -259,7 +272,7 @@ def _read_zip(data: bytes, source: str) -> Any:
             if entry.file_size < nbytes or entry.file_size > nbytes + 64:
                 raise WeightsError(f"{source}: storage {name} has the wrong size")
             raw = zf.read(entry)
-            st.data = np.frombuffer(raw[:nbytes], dtype=st.dtype)
+            data[key] = np.frombuffer(raw[:nbytes], dtype=st.dtype)
     return result
 
 
@@ -283,13 +296,14 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
 
 def read_torch_state_dict_bytes(data: bytes, source: str = "<bytes>") -> dict[str, np.ndarray]:
     """Like :func:`read_torch_state_dict` for bytes already in memory."""
+    arrays: dict[str, np.ndarray] = {}
     try:
         if zipfile.is_zipfile(io.BytesIO(data)):
-            obj = _read_zip(data, source)
+            obj = _read_zip(data, source, arrays)
         else:
-            obj = _read_legacy(io.BytesIO(data), source)
+            obj = _read_legacy(io.BytesIO(data), source, arrays)
         refs = _pick_state_dict(obj, source)
-        return {name: _materialize(ref, source, name) for name, ref in refs.items()}
+        return {name: _materialize(ref, arrays, source, name) for name, ref in refs.items()}
     except WeightsError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile) as e:
