@@ -709,7 +709,7 @@ def write_split(
         defects = [bool(v) for v in _class_plan(n, seed, split)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    chunk = 50
+    chunk = max(4, min(50, math.ceil(n / (4 * max(1, workers)))))
     jobs = [
         (task, seed, split, [(i, defects[i]) for i in range(a, min(n, a + chunk))])
         for a in range(0, n, chunk)
