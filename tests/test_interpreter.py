@@ -138,3 +138,23 @@ def test_set_input_and_get_output_on_a_full_int8_model(tmp_path):
     probs = get_output(it)
     assert probs.dtype == np.float32 and probs.shape == (1, 2)
     assert probs.sum() == pytest.approx(1.0, abs=0.02)
+
+
+def test_tflite_runtime_2_14_refuses_a_tf_2_21_dynamic_range_model():
+    """The brief's trap: FULLY_CONNECTED v12 from a new converter; caught before loading."""
+    import keras
+    from models import convert, make_spec
+
+    spec = make_spec("value", 32)
+    inp = keras.Input((32, 32, 3), batch_size=1)
+    x = keras.layers.Conv2D(64, 3, strides=4)(keras.layers.Rescaling(1 / 255)(inp))
+    x = keras.layers.Dense(64)(keras.layers.GlobalAveragePooling2D()(x))  # >= 1024 weights
+    out = keras.layers.Dense(1, activation="sigmoid")(x)
+    model = convert(keras.Model(inp, out), spec, "dynamic")
+    need = model_min_runtime(model)
+    assert need is not None and tuple(int(v) for v in need.split(".")[:2]) > (2, 14)
+    with pytest.raises(BackendError, match=rf"dyn\.tflite: needs TFLite runtime {need}.*2\.14"):
+        make_interpreter(model, where="dyn.tflite", backend=_stand_in_backend("2.14.0"))
+    # LiteRT runs it
+    it, be = make_interpreter(model, where="dyn.tflite")
+    assert be.name == "litert"
