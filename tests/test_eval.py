@@ -215,14 +215,31 @@ def test_verdict_for_a_model_that_ignores_the_image(tmp_path):
 def test_tta_needs_invariances_and_averages_over_them(tmp_path):
     from train.evaluate import evaluate
 
-    data = value_data(tmp_path / "d", [100.0, 200.0, 300.0])
-    path = save_model(red_level_model(), VALUE, tmp_path / "m")
+    # A model that only looks at the LEFT half; images: left half at level a, right at b.
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Cropping2D(((0, 0), (0, SIZE // 2)))(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.layers.Dense(1)
+    model = keras.Model(inp, dense(x))
+    dense.set_weights([np.array([[1 / 255], [0], [0]], np.float32), np.zeros(1, np.float32)])
+    path = save_model(model, VALUE, tmp_path / "m")
+    data = tmp_path / "d"
+    data.mkdir()
+    rows = ["image,value"]
+    for i, (a, b) in enumerate([(0, 255), (51, 153), (255, 0), (102, 102), (204, 0)]):
+        img = np.zeros((40, 40, 3), np.uint8)
+        img[:, :20, 2], img[:, 20:, 2] = a, b
+        cv2.imwrite(str(data / f"{i}.png"), img)
+        rows.append(f"{i}.png,{80 + (a + b) / 2 / 255 * 270:.4f}")  # label = mean of halves
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(SpecError, match="invariances"):
         evaluate(path, data, tta=True)
-    inv = ModelSpec.from_dict({**VALUE.to_dict(), "invariances": ["rot90", "hflip"]})
+    inv = ModelSpec.from_dict({**VALUE.to_dict(), "invariances": ["hflip"]})
     (tmp_path / "m" / "spec.json").write_text(inv.to_json())
-    m = evaluate(path, data, tta=True)
-    assert m["tta"] is True and m["rmse"] < 1.0  # a uniform image is invariant
+    plain = evaluate(path, data)
+    tta = evaluate(path, data, tta=True)
+    assert plain["rmse"] > 50  # sees one half only
+    assert tta["tta"] is True and tta["rmse"] < 1.0  # hflip average sees both halves
 
 
 def test_lambda_model_is_refused_with_safe_mode_on(tmp_path):

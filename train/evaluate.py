@@ -29,7 +29,7 @@ import numpy as np
 
 from edge_runtime.errors import DataError, EdgeregError, ModelFileError, SpecError
 from edge_runtime.images import read_image
-from edge_runtime.preprocess import resize_to_input
+from edge_runtime.preprocess import apply_transform, resize_to_input
 from edge_runtime.spec import ModelSpec
 
 from .metrics import compute_metrics, is_clearly_better
@@ -177,6 +177,8 @@ def evaluate_model(
         spec = read_spec(resolved.path)
         if spec is None:
             raise SpecError(f"{resolved.path}: carries no embedded spec")
+    if tta:
+        check_tta(spec)
     if task is not None and task != spec.task:
         raise SpecError(
             f"--task {task}: the model {resolved.path} is a {spec.task} model; "
@@ -260,9 +262,9 @@ def load_keras_model(path: str | Path) -> Any:
 def load_images(
     spec: ModelSpec, paths: list[Path], start: int = 0, stop: int | None = None
 ) -> np.ndarray:
-    """Read and resize images [start, stop) to the model input, float32 0..255 RGB NHWC."""
+    """Read and resize images [start, stop) to the model input: uint8 RGB NHWC."""
     sel = paths[start:stop]
-    batch = np.empty((len(sel), spec.input_height, spec.input_width, 3), dtype=np.float32)
+    batch = np.empty((len(sel), spec.input_height, spec.input_width, 3), dtype=np.uint8)
     for i, p in enumerate(sel):
         rgb = read_image(p)
         batch[i] = resize_to_input(rgb, spec.input_height, spec.input_width, spec.interpolation)
@@ -282,14 +284,15 @@ def predict_keras(
     _check_keras_shapes(model, spec, model_path)
     fixed = model.inputs[0].shape[0] if getattr(model, "inputs", None) else None
     bs = int(fixed) if fixed else batch_size
-    transforms = tta_transforms(spec) if tta else ["identity"]
+    transforms = check_tta(spec) if tta else ["identity"]
     outs = []
     for start in range(0, len(paths), bs):
         x = load_images(spec, paths, start, start + bs)
         n = len(x)
         acc = None
         for name in transforms:
-            xt = _transform_batch(x, name)
+            # the same transforms as the device runtime, on the same uint8 resized images
+            xt = np.stack([apply_transform(img, name) for img in x]).astype(np.float32)
             if fixed and n < fixed:  # a static-batch model: pad the last batch
                 xt = np.concatenate([xt, np.zeros((fixed - n, *xt.shape[1:]), xt.dtype)])
             raw = np.asarray(model(xt, training=False), dtype=np.float32)[:n]
@@ -306,36 +309,18 @@ def predict_keras(
     return np.concatenate(outs)
 
 
-def tta_transforms(spec: ModelSpec) -> list[str]:
-    """Test-time transforms from the spec's invariances (always starting with identity)."""
-    if not spec.invariances:
+def check_tta(spec: ModelSpec) -> list[str]:
+    """The test-time transforms for ``spec`` (the device runtime's own list), or SpecError."""
+    from edge_runtime.preprocess import tta_transforms
+
+    names = tta_transforms(spec) if spec.invariances else ["identity"]
+    if len(names) < 2:
         raise SpecError(
-            "--tta: the model's spec declares no invariances, so there is nothing to "
-            "average over; train with --invariant (e.g. rot90,flip) or drop --tta"
+            "--tta: the model's spec declares no invariances usable at test time "
+            f"({list(spec.invariances) or 'none'} for a {spec.task} task), so there is "
+            "nothing to average over; train with --invariant (e.g. rot90,flip) or drop --tta"
         )
-    names = ["identity"]
-    inv = set(spec.invariances)
-    if "hflip" in inv:
-        names.append("hflip")
-    if "vflip" in inv:
-        names.append("vflip")
-    if inv & {"rot90", "rotate"}:
-        if spec.input_height == spec.input_width:
-            names += ["rot90", "rot180", "rot270"]
-        elif "rot180" not in names:
-            names.append("rot180")
     return names
-
-
-def _transform_batch(x: np.ndarray, name: str) -> np.ndarray:
-    if name == "identity":
-        return x
-    if name == "hflip":
-        return x[:, :, ::-1]
-    if name == "vflip":
-        return x[:, ::-1]
-    k = {"rot90": 1, "rot180": 2, "rot270": 3}[name]
-    return np.ascontiguousarray(np.rot90(x, k, axes=(1, 2)))
 
 
 def _check_keras_shapes(model: Any, spec: ModelSpec, where: Any) -> None:
