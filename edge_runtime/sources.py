@@ -745,7 +745,9 @@ def open_source(
                 "'v4l2-ctl --list-devices'; the user needs to be in the 'video' group)"
             ) from None
     if kind == "stream":
-        opener = _stream_opener(target, int(max(stall_timeout, 1.0) * 1000))
+        # FFmpeg's own timeout is longer than our stall watchdog: the watchdog notices a
+        # stall first, and FFmpeg's timeout later frees the abandoned read's thread.
+        opener = _stream_opener(target, int(max(2 * stall_timeout, 2.0) * 1000))
         try:
             return LiveSource(_redact(target), opener, **common)
         except SourceError:

@@ -276,7 +276,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = srv.video[: srv.cut] if n == 1 else srv.video
         self.send_response(200)
         self.send_header("Content-Type", "video/x-msvideo")
-        self.send_header("Content-Length", str(len(body)))
+        # a hanging camera announced the whole video and then stopped sending
+        self.send_header("Content-Length", str(len(srv.video if srv.hang else body)))
         self.end_headers()
         self.wfile.write(body)
         if n == 1 and srv.hang:
@@ -349,8 +350,7 @@ def test_run_stalled_stream_is_detected_and_reopened(assets, tmp_path):
     assert out.returncode == 0, out.stderr
     recs = json_lines(out.stdout)
     assert [r["frame"] for r in recs] == list(range(N + 1))
-    # a stall is noticed either by our watchdog or by FFmpeg's own read timeout
-    assert "stalled: no frame for 1 s" in out.stderr or "read failed" in out.stderr
+    assert "stalled: no frame for 1 s" in out.stderr  # the watchdog, before FFmpeg's timeout
     assert "reconnected after 1 attempt(s)" in out.stderr
     assert server.requests >= 2
 
