@@ -38,6 +38,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         _fsync(tmp)
+        os.chmod(tmp, _default_mode())  # mkstemp makes 0600; artifacts get the usual mode
         os.replace(tmp, final)
     except OSError as e:
         raise OutputError(
@@ -79,6 +80,13 @@ def _default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def _default_mode() -> int:
+    """0666 minus the process umask, as ``open()`` would create the file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _fsync(path: Path) -> None:

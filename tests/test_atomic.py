@@ -18,6 +18,18 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == ["a.json"]
 
 
+def test_artifacts_get_the_usual_mode_not_0600(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "r.txt", "x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
+
+
 def test_failure_inside_keeps_old_file(tmp_path):
     p = tmp_path / "m.txt"
     atomic_write_text(p, "old")
