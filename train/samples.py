@@ -103,8 +103,8 @@ def _lighting(img: np.ndarray, p: Params) -> np.ndarray:
     yy, xx = _grid(h, w)
     gx, gy = p["grad"]
     field = 1.0 + gx * (xx / w - 0.5) + gy * (yy / h - 0.5)
-    wb = np.asarray(p["wb"], np.float32)
-    return img * (p["gain"] * field)[..., None] * wb
+    wb = np.asarray(p["wb"], np.float32) * np.float32(p["gain"])
+    return img * (field[..., None] * wb)
 
 
 def _finish(img: np.ndarray, p: Params) -> np.ndarray:
@@ -306,7 +306,8 @@ def render_value(p: Params) -> tuple[np.ndarray, np.ndarray]:
     pitch = 2.35 * r
     u, v = (xx - cx) / pitch, (yy - cy) / pitch
     dn = np.hypot(u - np.round(u), v - np.round(v)) * (pitch / r)
-    img *= np.where(dn < 1.0, 0.80 + 0.12 * dn, np.where(dn < 1.1, 0.7, 1.0))[..., None]
+    one, rim = np.float32(1.0), np.float32(0.7)
+    img *= np.where(dn < 1.0, 0.80 + 0.12 * dn, np.where(dn < 1.1, rim, one))[..., None]
     # a plate marking (asymmetric: makes rotation and mirroring visible)
     mark = img.astype(np.uint8)
     cv2.putText(
@@ -339,7 +340,7 @@ def render_value(p: Params) -> tuple[np.ndarray, np.ndarray]:
     rim_in = 1.0 - p["rim"]
     # rim: a shadowed ring of the well wall
     wall = (d >= rim_in) & (d < 1.0)
-    img[wall] *= 0.72
+    img *= np.where(wall, np.float32(0.72), np.float32(1.0))[..., None]
     # liquid: colour from the ramp, darker towards the wall (meniscus), faint texture
     liquid = np.clip((rim_in - d) * r, 0, 1).astype(np.float32)  # 1-px anti-aliased edge
     base = value_color(p["conc"]).astype(np.float32)
@@ -551,7 +552,7 @@ def class_params(
         "smudge": [float(v) for v in rng.uniform(-0.5, 0.5, 2)] + [float(rng.uniform(0, 0.12))],
         "defect": defect,
         "defect_kind": kind,
-        "defect_pos": [dang, float(rng.uniform(0.50, 0.92))],
+        "defect_pos": [dang, float(rng.uniform(0.45, 0.85))],
         "defect_size": float(rng.uniform(0.07, 0.13) * r),
         "defect_seed": int(rng.integers(2**62)),
         **_photo_params(rng, (0.7, 1.25), 0.08, 0.5, (0.0, 1.2), (2.0, 6.0)),
@@ -617,18 +618,16 @@ def render_class(p: Params) -> tuple[np.ndarray, np.ndarray]:
                 heading = float(drng.uniform(0, 2 * np.pi))
                 for _ in range(4):
                     heading += float(drng.uniform(-0.6, 0.6))
-                    step = 0.5 * size
+                    step = 0.75 * size
                     pts.append(
                         (
                             pts[-1][0] + step * math.cos(heading),
                             pts[-1][1] + step * math.sin(heading),
                         )
                     )
-                cv2.polylines(dmask, [np.array(pts, np.int32)], False, 1.0, 1, cv2.LINE_AA)
+                cv2.polylines(dmask, [np.array(pts, np.int32)], False, 1.0, 2, cv2.LINE_AA)
             else:  # a pit: a small dark dent with a bright lip
-                cv2.circle(
-                    dmask, (int(px), int(py)), max(2, int(0.35 * size)), 1.0, -1, cv2.LINE_AA
-                )
+                cv2.circle(dmask, (int(px), int(py)), max(3, int(0.5 * size)), 1.0, -1, cv2.LINE_AA)
             dmask *= part
             img = _paste(img, img * 0.35, dmask)
     img = _finish(_lighting(img, p), p)
