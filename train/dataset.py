@@ -165,7 +165,8 @@ class CheckReport:
             lines.append("OK: no problems found")
         else:
             n = len(self.problems)
-            lines.append(f"{n} problem(s) in {len(self.bad_rows)} row(s):")
+            where = f" in {len(self.bad_rows)} row(s)" if self.bad_rows else ""
+            lines.append(f"{n} problem(s){where}:")
             ordered = sorted(self.problems, key=lambda p: (p.droppable, p.row, p.file))
             for p in ordered[:MAX_LISTED_PROBLEMS]:
                 lines.append(f"  - {p.format()}")
