@@ -192,6 +192,11 @@ def make_interpreter(
     except (ValueError, RuntimeError) as e:
         msg = str(e).strip().splitlines()
         detail = " ".join(m.strip() for m in msg if m.strip())[:400]
+        if "edgetpu-custom-op" in detail:
+            raise BackendError(
+                f"{where}: this model was compiled for the Edge TPU; run it with --device usb "
+                "(or pci), or use the CPU .tflite made next to it by `edgereg convert`"
+            ) from None
         if "Didn't find op" in detail or "op for builtin" in detail or "version" in detail:
             raise BackendError(
                 f"{where}: {be.name} {be.version} cannot run this model ({detail}); "

@@ -158,3 +158,23 @@ def test_tflite_runtime_2_14_refuses_a_tf_2_21_dynamic_range_model():
     # LiteRT runs it
     it, be = make_interpreter(model, where="dyn.tflite")
     assert be.name == "litert"
+
+
+def test_edgetpu_compiled_model_on_cpu_says_so(int8_model, tmp_path):
+    """A real file whose second op is the Edge TPU's custom op, loaded by the real LiteRT."""
+    import flatbuffers
+
+    from edge_runtime.metadata import _schema
+
+    schema = _schema()
+    data = int8_model.read_bytes()
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    oc = m.operatorCodes[1]
+    oc.builtinCode = oc.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    oc.customCode, oc.version = "edgetpu-custom-op", 1
+    b = flatbuffers.Builder(len(data) + 1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    path = tmp_path / "m_edgetpu.tflite"
+    path.write_bytes(bytes(b.Output()))
+    with pytest.raises(BackendError, match=r"m_edgetpu\.tflite: .*compiled for the Edge TPU"):
+        Predictor.create_from_model_path(path)
