@@ -109,24 +109,32 @@ def host_report(app: Path, frame: Path) -> dict:
     return rep
 
 
-def test_base_install_has_no_tensorflow(built: build_root.Built) -> None:
-    wheels = [w.lower() for w in built.manifest["wheels"]]
+@pytest.mark.parametrize("site", sorted(build_root.SITES))
+def test_base_install_has_no_tensorflow(built: build_root.Built, site: str) -> None:
+    wheels = [w.lower() for w in built.manifest["wheel_sets"][site]]
     assert any(w.startswith("ai_edge_litert-") for w in wheels), wheels
     assert any(w.startswith("opencv_python_headless-") for w in wheels), wheels
     assert not [w for w in wheels if w.startswith(("tensorflow", "keras", "tf_keras"))]
-    assert not (built.site / "tensorflow").exists()
+    assert not (built.site_dir(site) / "tensorflow").exists()
     assert (built.root / "usr" / "bin" / "python3.11").is_file()
 
 
-@pytest.mark.parametrize("profile", sorted(build_root.PROFILES))
+@pytest.mark.parametrize(
+    ("profile", "site"),
+    # site-numpy1: the pins a Pi OS venv needs next to apt's picamera2 (docs/raspberry-pi.md).
+    [("pi4", "site"), ("pi5", "site"), ("pi4", "site-numpy1")],
+)
 def test_runtime_on_aarch64_matches_x86_reference(
-    profile: str, built: build_root.Built, app: Path, frame: Path, host_report: dict
+    profile: str, site: str, built: build_root.Built, app: Path, frame: Path, host_report: dict
 ) -> None:
     prof = build_root.PROFILES[profile]
     cmd, env = build_root.qemu_command(built, profile, [str(SCRIPT), str(MODEL), str(frame)])
-    env["PYTHONPATH"] = os.pathsep.join([str(app), str(built.site)])
-    dev = _report(cmd, env, f"qemu-aarch64 ({profile}, {prof.qemu_cpu})")
+    env["PYTHONPATH"] = os.pathsep.join([str(app), str(built.site_dir(site))])
+    dev = _report(cmd, env, f"qemu-aarch64 ({profile}, {prof.qemu_cpu}, {site})")
     host = host_report
+    if site == "site-numpy1":
+        assert dev["versions"]["numpy"].startswith("1.")
+        assert dev["versions"]["cv2"] < "4.11"
 
     # It really is arm64, seeing the board's CPU and core count, not this host's.
     assert dev["machine"] == "aarch64"

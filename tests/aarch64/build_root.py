@@ -4,7 +4,10 @@ What it makes (cached under ``<repo>/.cache/aarch64/<recipe hash>/``, built once
 
     root/                  python3.11 and its runtime libraries, from Debian's arm64 .debs
     site/                  numpy, opencv-python-headless, click, ai-edge-litert (+ their
-                           dependencies) from manylinux aarch64 wheels
+                           dependencies) from manylinux aarch64 wheels: the newest versions
+    site-numpy1/           the same with numpy<2 and opencv-python-headless<4.11: the pins
+                           a Raspberry Pi OS venv with --system-site-packages needs so that
+                           the apt-installed picamera2 (simplejpeg, built for numpy 1) works
     profiles/pi4/, pi5/    a view of root/ (symlinks) plus a Raspberry Pi /proc/cpuinfo and
                            /sys/devices/system/cpu/ for that board
     manifest.json          exact .deb and wheel versions, the hash inputs
@@ -75,6 +78,9 @@ PRUNE = (
     "usr/share/locale",
     "usr/share/lintian",
 )
+
+#: Extra pins per wheel set (see the module docstring); "site" is the plain base install.
+SITES = {"site": (), "site-numpy1": ("numpy<2", "opencv-python-headless<4.11")}
 
 PYTHON_VERSION = "3.11"
 #: bookworm has glibc 2.36. Newest first.
@@ -180,6 +186,9 @@ class Built:
     site: Path
     manifest: dict
 
+    def site_dir(self, name: str = "site") -> Path:
+        return self.dir / name
+
     def profile_root(self, name: str) -> Path:
         return self.dir / "profiles" / name
 
@@ -196,7 +205,7 @@ def recipe_hash() -> str:
     """Hash of everything that decides the build: this file and the requirements."""
     h = hashlib.sha256()
     h.update(Path(__file__).read_bytes())
-    h.update(json.dumps(requirements()).encode())
+    h.update(json.dumps([requirements(), SITES]).encode())
     return h.hexdigest()[:16]
 
 
@@ -284,14 +293,14 @@ def unpack_debs(debs: list[Path], root: Path) -> None:
                     link.symlink_to(os.path.relpath(root / target.lstrip("/"), link.parent))
 
 
-def install_wheels(site: Path) -> None:
-    """aarch64 wheels of the base requirements into ``site`` (never TensorFlow)."""
+def install_wheels(site: Path, pins: tuple[str, ...] = ()) -> None:
+    """aarch64 wheels of the base requirements (+ ``pins``) into ``site`` (never TensorFlow)."""
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-warn-conflicts"]
     cmd += ["--disable-pip-version-check", "--no-compile", "--target", str(site)]
     cmd += ["--only-binary=:all:", "--python-version", PYTHON_VERSION, "--implementation", "cp"]
     for tag in PLATFORMS:
         cmd += ["--platform", tag]
-    _run(cmd + requirements(), "pip install of aarch64 wheels", True)
+    _run(cmd + requirements() + list(pins), f"pip install of aarch64 wheels ({site.name})", True)
     names = {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
     if any(n.startswith(("tensorflow", "keras", "tflite_runtime")) for n in names):
         raise BuildError(f"the base install pulled in TensorFlow/Keras: {sorted(names)}")
@@ -341,11 +350,8 @@ def make_profile(root: Path, out: Path, prof: Profile) -> None:
             f.write_text(text + "\n")
 
 
-def _versions(debs: list[Path], site: Path) -> dict:
-    return {
-        "debs": [d.name for d in debs],
-        "wheels": sorted(p.name.removesuffix(".dist-info") for p in site.glob("*.dist-info")),
-    }
+def _wheels(site: Path) -> list[str]:
+    return sorted(p.name.removesuffix(".dist-info") for p in site.glob("*.dist-info"))
 
 
 @contextlib.contextmanager
@@ -370,14 +376,17 @@ def build(cache: Path = CACHE) -> Built:
             work.mkdir(parents=True)
             debs = fetch_debs(work / "apt")
             unpack_debs(debs, work / "root")
-            install_wheels(work / "site")
+            for name, pins in SITES.items():
+                install_wheels(work / name, pins)
             for prof in PROFILES.values():
                 make_profile(work / "root", work / "profiles" / prof.name, prof)
             manifest = {
                 "recipe": key,
                 "requirements": requirements(),
                 "platforms": list(PLATFORMS),
-                **_versions(debs, work / "site"),
+                "debs": [d.name for d in debs],
+                "wheels": _wheels(work / "site"),
+                "wheel_sets": {name: _wheels(work / name) for name in SITES},
             }
             shutil.rmtree(work / "apt")  # the downloaded .debs are unpacked; drop them
             (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
