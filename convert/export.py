@@ -432,6 +432,7 @@ def convert_run(
 
     files: list[ExportedFile] = []
     notes: list[str] = []
+    failures: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="edgereg_savedmodel_"))
     try:
         say("exporting a SavedModel (static batch of 1)")
@@ -439,7 +440,13 @@ def convert_run(
         for i, v in enumerate(variants, 1):
             say(f"[{i}/{len(variants)}] converting {v.name} -> {v.filename}")
             extra = {"calibration_images": len(calib_images)} if v.needs_calibration else {}
-            f = write_variant(saved, v, ctx, export_dir, extra)
+            try:
+                f = write_variant(saved, v, ctx, export_dir, extra)
+            except ModelFileError as e:
+                # keep going: the other variants and the report are still useful
+                failures.append(str(e))
+                say(f"  FAILED: {e}")
+                continue
             files.append(f)
             notes += f.warnings
     finally:
@@ -468,7 +475,11 @@ def convert_run(
         "notes": notes,
     }
 
-    if opt.edgetpu:
+    if failures:
+        rep["failed"] = failures
+    if opt.edgetpu and not any(f.variant == "int8" for f in files):
+        notes.append("Edge TPU analysis skipped: the int8 variant failed")
+    elif opt.edgetpu:
         from . import edgetpu
 
         int8_path = export_dir / VARIANTS["int8"].filename
@@ -536,6 +547,8 @@ def convert_run(
         notes.append("--max-drop was not checked: verification did not run")
     report.write_report(export_dir, rep)
     say(f"wrote {export_dir / 'report.md'}")
+    if failures:
+        raise ModelFileError("; ".join(failures) + f" (the other variants are in {export_dir})")
     if gate_error is not None:
         raise gate_error
     return rep
