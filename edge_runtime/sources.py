@@ -483,6 +483,9 @@ class LiveSource(FrameSource):
             if self._stop.wait(delay):
                 return
             cap = self._try_open()
+            if cap is not None and self._stop.is_set():  # closed while we were opening
+                cap.release()
+                return
             if cap is not None:
                 self.stats.reconnects += 1
                 _log(f"{self.name}: reconnected after {attempt} attempt(s)")

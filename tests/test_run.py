@@ -338,7 +338,7 @@ def test_run_stalled_stream_is_detected_and_reopened(assets, tmp_path):
             url,
             "--every-frame",
             "--stall-timeout",
-            1,
+            2,
             "--max-frames",
             N + 1,
             cwd=tmp_path,
@@ -350,7 +350,7 @@ def test_run_stalled_stream_is_detected_and_reopened(assets, tmp_path):
     assert out.returncode == 0, out.stderr
     recs = json_lines(out.stdout)
     assert [r["frame"] for r in recs] == list(range(N + 1))
-    assert "stalled: no frame for 1 s" in out.stderr  # the watchdog, before FFmpeg's timeout
+    assert "stalled: no frame for 2 s" in out.stderr  # the watchdog, before FFmpeg's timeout
     assert "reconnected after 1 attempt(s)" in out.stderr
     assert server.requests >= 2
 
