@@ -189,6 +189,9 @@ def test_class_with_too_few_images(tmp_path):
     p = _only_problem(check_dataset(root, "class"))
     assert p.field == "label" and "class 'bad' has only 2" in p.message
     assert f"at least {MIN_IMAGES_PER_CLASS}" in p.message
+    # checked against a model's known classes (validation/evaluation data): only a warning
+    report = check_dataset(root, "class", class_names=["bad", "good"])
+    assert report.ok and "class 'bad' has only 2 image(s) here" in report.format()
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "../outside.jpg", "sub/../../outside.jpg"])

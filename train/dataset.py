@@ -440,7 +440,7 @@ def _scan(
         samples.append(Sample(r.line, r.path, t, r.info.width, r.info.height))
     report.rows = len(rows)
     if task == "class":
-        _check_class_counts(samples, rows, names, report)
+        _check_class_counts(samples, names, report, strict=not class_names)
     if not rows and not report.problems:
         report.problems.append(Problem("no images found"))
     _stats(report, rows, samples, task, names, target_name)
@@ -687,12 +687,16 @@ def _class_names(
 
 
 def _check_class_counts(
-    samples: list[Sample], rows: list[_Row], names: tuple[str, ...], report: CheckReport
+    samples: list[Sample], names: tuple[str, ...], report: CheckReport, strict: bool
 ) -> None:
+    """Training data needs MIN_IMAGES_PER_CLASS of every class (a problem). Data checked
+    against a model's known classes (validation, evaluation) may lack some: a warning."""
     counts = Counter(int(s.target) for s in samples)
     for i, name in enumerate(names):
         n = counts.get(i, 0)
-        if len(names) >= 2 and n < MIN_IMAGES_PER_CLASS:
+        if len(names) < 2 or n >= MIN_IMAGES_PER_CLASS:
+            continue
+        if strict:
             report.problems.append(
                 Problem(
                     f"class {name!r} has only {n} usable image(s); each class needs at least "
@@ -700,6 +704,8 @@ def _check_class_counts(
                     field="label",
                 )
             )
+        else:
+            report.warnings.append(f"class {name!r} has only {n} image(s) here")
 
 
 def _histogram(values: np.ndarray, bins: int = 10, width: int = 40) -> list[str]:
