@@ -161,8 +161,13 @@ def test_v3_small_minimalistic_takes_raw_pixels_blocks_and_h5(tmp_path):
     np.testing.assert_allclose(_feed(again, x), out, rtol=0, atol=1e-5)
 
 
-def test_mobilenet_v2_blocks_follow_torch_features():
+def test_mobilenet_v2_blocks_follow_torch_features_and_saves_safely(tmp_path):
     model = B.build_backbone("mobilenet_v2", (32, 32, 3), weights="none")
+    # a .keras file of it loads in safe mode (no Lambda, no custom objects) and agrees
+    model.save(tmp_path / "bb.keras")
+    loaded = keras.saving.load_model(tmp_path / "bb.keras", safe_mode=True)
+    x = np.random.default_rng(4).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_allclose(_feed(loaded, x), _feed(model, x), rtol=0, atol=1e-6)
     blocks = B.backbone_blocks(model)
     assert len(blocks) == 19
     flat = [lay for blk in blocks for lay in blk]

@@ -290,6 +290,7 @@ def test_fuzz_pth_reader_only_weights_error_escapes():
         max_examples=FUZZ_EXAMPLES,
         deadline=None,
         database=None,
+        derandomize=True,
         suppress_health_check=list(HealthCheck),
     )
     @given(_mutated())
