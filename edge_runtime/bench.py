@@ -115,7 +115,8 @@ def measure_startup(
     )
     wall = time.perf_counter() - t
     if out.returncode != 0:
-        return {"import_s": float("nan"), "load_s": float("nan"), "process_s": wall}
+        tail = (out.stderr.strip().splitlines() or ["?"])[-1][:300]
+        return {"import_s": None, "load_s": None, "import_and_load_s": None, "startup_error": tail}
     d = json.loads(out.stdout.strip().splitlines()[-1])
     return {
         "import_s": round(d["import_s"], 4),
@@ -143,29 +144,22 @@ def run_bench(
     try:
         with Predictor.create_from_options(opts) as p:
             it = p.interpreter
-            # bare invoke on a fixed, realistic input
-            p._set_input(p.preprocess(next(reader)))
-            for _ in range(warmup):
-                it.invoke()
-            bare = np.empty(frames)
-            for i in range(frames):
-                t = time.perf_counter()
-                it.invoke()
-                bare[i] = time.perf_counter() - t
+            # Bare invoke and the full frame are measured alternately, so both see the same
+            # machine load (a shared, busy CPU would otherwise skew their ratio).
             for _ in range(warmup):
                 p.predict(next(reader))
-            full = np.empty(frames)
-            pred = np.empty(frames)
-            read = np.empty(frames)
-            t_all = time.perf_counter()
+                it.invoke()
+            bare, full, pred, read, inv = (np.empty(frames) for _ in range(5))
             for i in range(frames):
+                t = time.perf_counter()
+                it.invoke()  # on the previous frame's input: the bare floor
                 t0 = time.perf_counter()
                 frame = next(reader)
                 t1 = time.perf_counter()
-                p.predict(frame)
+                res = p.predict(frame)
                 t2 = time.perf_counter()
-                read[i], pred[i], full[i] = t1 - t0, t2 - t1, t2 - t0
-            wall = time.perf_counter() - t_all
+                bare[i], read[i], pred[i], full[i] = t0 - t, t1 - t0, t2 - t1, t2 - t0
+                inv[i] = res.invoke_ms / 1e3
             facts = {
                 "model": str(model_path),
                 "model_size_bytes": p.model_size,
@@ -178,22 +172,23 @@ def run_bench(
     finally:
         if closer is not None:
             closer.close()
-    bare_s, pred_s, full_s = (
-        percentiles(bare * 1e3),
-        percentiles(pred * 1e3),
-        percentiles(full * 1e3),
-    )
+    ms = {k: v * 1e3 for k, v in dict(bare=bare, pred=pred, full=full, read=read).items()}
+    bare_s, full_s = percentiles(ms["bare"]), percentiles(ms["full"])
+    pred_s = percentiles(ms["pred"])
     out: dict[str, Any] = {
         **facts,
         "source": source,
         "frames": frames,
         "bare_invoke_ms": bare_s,
         "predict_ms": pred_s,
-        "read_frame_ms": percentiles(read * 1e3),
+        "read_frame_ms": percentiles(ms["read"]),
         "full_ms": full_s,
-        "full_over_bare_p50": round(full_s["p50"] / bare_s["p50"], 4) if bare_s["p50"] else None,
-        "predict_over_bare_p50": round(pred_s["p50"] / bare_s["p50"], 4) if bare_s["p50"] else None,
-        "fps": round(frames / wall, 2) if wall > 0 else None,
+        # everything in a frame but invoke(), timed inside the same frame: immune to load drift
+        "overhead_ms": percentiles(ms["full"] - inv * 1e3),
+        "full_over_bare_p50": _ratio(full_s["p50"], bare_s["p50"]),
+        "full_over_bare_min": _ratio(full_s["min"], bare_s["min"]),
+        "predict_over_bare_p50": _ratio(pred_s["p50"], bare_s["p50"]),
+        "fps": round(frames / float(full.sum()), 2) if full.sum() > 0 else None,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "machine": platform.machine(),
         "python": platform.python_version(),
@@ -202,6 +197,10 @@ def run_bench(
     if startup:
         out.update(measure_startup(model_path, num_threads, backend))
     return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 4) if b else None
 
 
 def peak_rss_mb() -> float:
@@ -224,6 +223,7 @@ def format_table(r: dict[str, Any]) -> str:
         ("predict (pre+invoke+decode)", "predict_ms"),
         ("read frame", "read_frame_ms"),
         ("full per frame (read+predict)", "full_ms"),
+        ("  of which not invoke()", "overhead_ms"),
     )
     for label, key in rows:
         s = r[key]
@@ -232,14 +232,16 @@ def format_table(r: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        f"full / bare invoke (p50)     {r['full_over_bare_p50']}",
+        f"full / bare invoke (p50)     {r['full_over_bare_p50']}  (min: {r['full_over_bare_min']})",
         f"predict / bare invoke (p50)  {r['predict_over_bare_p50']}",
-        f"throughput                   {r['fps']} fps",
+        f"throughput                   {r['fps']} fps (1 / mean full per frame)",
         f"peak RSS                     {r['peak_rss_mb']} MiB",
     ]
-    if "import_s" in r:
+    if r.get("import_and_load_s") is not None:
         lines.append(
-            f"import + model load          {r.get('import_and_load_s', float('nan'))} s "
+            f"import + model load          {r['import_and_load_s']} s "
             f"(import {r['import_s']} s, load {r['load_s']} s; fresh process)"
         )
+    elif "startup_error" in r:
+        lines.append(f"import + model load          failed: {r['startup_error']}")
     return "\n".join(lines)

@@ -19,6 +19,8 @@ KEYS = {
     "predict_ms",
     "full_ms",
     "full_over_bare_p50",
+    "full_over_bare_min",
+    "overhead_ms",
     "fps",
     "peak_rss_mb",
     "import_s",
@@ -38,7 +40,7 @@ def test_bench_prints_table_and_writes_json(tmp_path, run_cli):
     assert KEYS <= set(d)
     assert d["frames"] == 30 and d["threads"] == 1 and d["backend"] == "litert"
     assert d["model_size_bytes"] == model.stat().st_size
-    for k in ("bare_invoke_ms", "predict_ms", "full_ms"):
+    for k in ("bare_invoke_ms", "predict_ms", "full_ms", "overhead_ms"):
         assert set(d[k]) >= {"p50", "p95", "p99"} and d[k]["p50"] > 0
     assert d["peak_rss_mb"] > 0 and d["import_s"] > 0 and d["load_s"] > 0
 
