@@ -292,18 +292,26 @@ def test_evaluate_tflite_through_the_device_runtime(tmp_path, point_run):
     from edge_runtime.metadata import embed_spec
     from train.evaluate import evaluate
 
-    _, _, val_dir = point_run
+    run, _, val_dir = point_run
     model = centroid_model(batch_size=1)
     export = tmp_path / "export"
     model.export(str(export), verbose=False)
     data = tf.lite.TFLiteConverter.from_saved_model(str(export)).convert()
-    path = tmp_path / "point.tflite"
-    path.write_bytes(embed_spec(data, POINT))
-    m = evaluate(path, val_dir)
+    loose = tmp_path / "point.tflite"
+    loose.write_bytes(embed_spec(data, POINT))
+    m = evaluate(loose, val_dir)
     assert m["model_kind"] == "tflite" and m["n"] == 12
     assert m["mean_error_px"] < 1.5 and m["pck@0.05"] == 1.0
-    k = evaluate(point_run[0], val_dir)
+    assert m["baseline_source"] == "evaluation data"
+    k = evaluate(run, val_dir)
     assert m["mean_error_px"] == pytest.approx(k["mean_error_px"], abs=0.05)
+    # inside runs/NAME/export/, the run's config and training baseline are used
+    in_run = run / "export" / "point.tflite"
+    in_run.parent.mkdir(exist_ok=True)
+    in_run.write_bytes(loose.read_bytes())
+    r = evaluate(in_run, val_dir)
+    assert r["baseline_source"] == "training data"
+    assert r["baseline_mean_error_px"] == pytest.approx(k["baseline_mean_error_px"])
 
 
 # --------------------------------------------------------------------------- CLI

@@ -67,7 +67,7 @@ def resolve_model(model: str | Path, spec: ModelSpec | None = None) -> ResolvedM
     if suffix == ".keras":
         if spec is None:
             spec = _spec_file(p.parent / "spec.json", model_path=p)
-        run_dir = p.parent if (p.parent / "config.json").is_file() else None
+        run_dir = _find_run_dir(p)
         return ResolvedModel("keras", p, spec, run_dir, _config(run_dir) if run_dir else {})
     if suffix == ".tflite":
         if spec is None:
@@ -82,7 +82,10 @@ def resolve_model(model: str | Path, spec: ModelSpec | None = None) -> ResolvedM
                         "the run's spec.json next to it"
                     )
                 spec = _spec_file(side, model_path=p)
-        return ResolvedModel("tflite", p, spec, None, {})
+        # runs/NAME/export/model_int8.tflite: the run's config gives --y-up etc. and the
+        # training-data baseline, exactly as for the run directory itself.
+        run_dir = _find_run_dir(p)
+        return ResolvedModel("tflite", p, spec, run_dir, _config(run_dir) if run_dir else {})
     raise ModelFileError(
         f"{p}: not a model (expected a run directory, a .keras file or a .tflite file)"
     )
@@ -418,6 +421,14 @@ def _target_column_from_spec(spec: ModelSpec, data_dir: Path) -> str | None:
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
     return name if name.lower() in (h.strip().lower() for h in header) else None
+
+
+def _find_run_dir(model_file: Path) -> Path | None:
+    """The run directory a model file lives in (itself or its ``export/`` folder), if any."""
+    for d in (model_file.parent, model_file.parent.parent):
+        if (d / "config.json").is_file() and (d / "spec.json").is_file():
+            return d
+    return None
 
 
 def _config(run_dir: Path) -> dict[str, Any]:
