@@ -134,7 +134,6 @@ def test_runtime_on_aarch64_matches_x86_reference(
     host = host_report
     if site == "site-numpy1":
         assert dev["versions"]["numpy"].startswith("1.")
-        assert dev["versions"]["cv2"] < "4.11"
 
     # It really is arm64, seeing the board's CPU and core count, not this host's.
     assert dev["machine"] == "aarch64"

@@ -5,9 +5,9 @@ What it makes (cached under ``<repo>/.cache/aarch64/<recipe hash>/``, built once
     root/                  python3.11 and its runtime libraries, from Debian's arm64 .debs
     site/                  numpy, opencv-python-headless, click, ai-edge-litert (+ their
                            dependencies) from manylinux aarch64 wheels: the newest versions
-    site-numpy1/           the same with numpy<2 and opencv-python-headless<4.11: the pins
-                           a Raspberry Pi OS venv with --system-site-packages needs so that
-                           the apt-installed picamera2 (simplejpeg, built for numpy 1) works
+    site-numpy1/           the same with numpy<2 (pip then settles on OpenCV 4.11): the pin a
+                           Raspberry Pi OS venv with --system-site-packages needs so that the
+                           apt-installed picamera2 (simplejpeg, built for numpy 1) still works
     profiles/pi4/, pi5/    a view of root/ (symlinks) plus a Raspberry Pi /proc/cpuinfo and
                            /sys/devices/system/cpu/ for that board
     manifest.json          exact .deb and wheel versions, the hash inputs
@@ -80,7 +80,7 @@ PRUNE = (
 )
 
 #: Extra pins per wheel set (see the module docstring); "site" is the plain base install.
-SITES = {"site": (), "site-numpy1": ("numpy<2", "opencv-python-headless<4.11")}
+SITES = {"site": (), "site-numpy1": ("numpy<2",)}
 
 PYTHON_VERSION = "3.11"
 #: bookworm has glibc 2.36. Newest first.
