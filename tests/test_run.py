@@ -373,3 +373,38 @@ def test_soak_bench_smoke(assets, tmp_path):
     assert rep["fd_at_last_frame"] == rep["fd_after_warmup"]
     assert rep["threads_after_close"] == 1
     assert rep["rss_growth_after_warmup_mb"] < 5.0
+
+
+def test_sigterm_finishes_outputs_cleanly(assets, tmp_path):
+    """SIGTERM (docker stop) is a clean stop: the video is completed under its final name."""
+    d, models, videos = assets
+    final = tmp_path / "ann.avi"
+    jsonl = tmp_path / "out.jsonl"
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgereg", "run", str(models["point"]), "--source"]
+        + [str(videos["dots"]), "--loop", "--json", str(jsonl), "--video", str(final)]
+        + ["--preview"],  # headless: says so and carries on
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if jsonl.exists() and jsonl.read_bytes().count(b"\n") >= 2 * N:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "preview is off" in err and "stopped" in err
+    n_lines = len(json_lines(jsonl.read_text()))
+    frames = decode_all(final)
+    assert n_lines >= 2 * N and len(frames) == n_lines  # one annotated frame per result
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

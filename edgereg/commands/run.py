@@ -98,8 +98,18 @@ class _Stop(Exception):
     """SIGTERM (e.g. ``docker stop``): finish the outputs and stop like Ctrl-C."""
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Stop()
+class _Term:
+    """SIGTERM handler: while a frame is being processed, let it finish (so its JSON line
+    and its video frame are both written), then stop; while waiting for a frame, stop now."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        if not self.busy:
+            raise _Stop()
 
 
 @click.command(name="run", context_settings={"help_option_names": ["-h", "--help"]})
@@ -241,7 +251,8 @@ def cli(
     meter = StatusLine(enabled=status)
     why = "source ended"
     ok = False
-    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    term = _Term()
+    old_term = signal.signal(signal.SIGTERM, term)
     try:
         src = open_source(
             source,
@@ -271,6 +282,7 @@ def cli(
         n = 0
         try:
             for frame in src:
+                term.busy = True
                 result = predictor.predict(frame.image, frame.timestamp_ms)
                 latency_ms = (time.monotonic() - frame.captured) * 1000.0
                 for sink in sinks:
@@ -287,6 +299,9 @@ def cli(
                             why = "stopped from the preview window"
                             break
                 meter.update(latency_ms, src)
+                term.busy = False
+                if term.requested:
+                    raise _Stop()
                 n += 1
                 if max_frames is not None and n >= max_frames:
                     why = f"--max-frames {max_frames} reached"
