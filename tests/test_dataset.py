@@ -176,6 +176,27 @@ def test_header_only_csv(tmp_path):
     assert "has a header but no rows" in p.message
 
 
+def test_csv_not_utf8(tmp_path):
+    root = _dataset(tmp_path / "d", [])
+    (root / "labels.csv").write_bytes("image,x,y\nbild_\u00e4.jpg,0.1,0.2\n".encode("latin-1"))
+    p = _only_problem(check_dataset(root, "point"))
+    assert "not UTF-8" in p.message
+
+
+def test_image_path_is_a_folder(tmp_path):
+    root = _dataset(tmp_path / "d", GOOD_POINT_ROWS + ["sub,0.5,0.5"])
+    (root / "sub").mkdir()
+    p = _only_problem(check_dataset(root, "point"))
+    assert (p.row, p.file) == (7, "sub") and "not a file" in p.message
+
+
+def test_quoted_fields_and_empty_label(tmp_path):
+    rows = ['"0.jpg","0.5","0.5"', "1.jpg,,0.5"]
+    root = _dataset(tmp_path / "d", rows)
+    p = _only_problem(check_dataset(root, "point"))
+    assert (p.row, p.field) == (3, "x") and "'' is not a number" in p.message
+
+
 def test_missing_labels_csv(tmp_path):
     root = _dataset(tmp_path / "d", [])
     (root / "labels.csv").unlink()
