@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -225,3 +227,25 @@ def test_bad_weights_paths(tmp_path):
 def test_bad_arguments(name, shape, alpha):
     with pytest.raises(SpecError):
         B.build_backbone(name, shape, alpha=alpha, weights="none")
+
+
+def test_cli_refuses_hostile_weights_with_exit_code_7(tmp_path, run_cli):
+    samples = pytest.importorskip("train.samples")
+    data = samples.make_samples(tmp_path / "data", "point", n=6, n_val=2, seed=0)
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps(_Payload(os.system, (f"touch {marker}",)), protocol=2))
+    r = run_cli(
+        "train", data / "train", "--task", "point", "--out", tmp_path / "run", "--weights", evil
+    )
+    assert r.returncode == 7, r.stderr[-2000:]
+    assert "refused" in r.stderr and "evil.pth" in r.stderr and "Traceback" not in r.stderr
+    assert not marker.exists()
+
+
+class _Payload:
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
