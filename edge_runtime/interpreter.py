@@ -66,7 +66,7 @@ class Backend:
 
 def _import_backend(name: str) -> Backend:
     if name == "tensorflow":
-        import tensorflow as tf  # only when this backend was chosen
+        tf = importlib.import_module("tensorflow")  # only when this backend was chosen
 
         return Backend(name, tf.lite, tf.__version__)
     modname = BACKEND_MODULES[name]

@@ -178,3 +178,13 @@ def test_edgetpu_compiled_model_on_cpu_says_so(int8_model, tmp_path):
     path.write_bytes(bytes(b.Output()))
     with pytest.raises(BackendError, match=r"m_edgetpu\.tflite: .*compiled for the Edge TPU"):
         Predictor.create_from_model_path(path)
+
+
+def test_forced_tensorflow_backend_matches_litert(int8_model):
+    frame = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    with Predictor.create_from_model_path(int8_model, backend="tensorflow") as p:
+        assert p.backend.name == "tensorflow"
+        a = p.predict(frame).raw
+    with Predictor.create_from_model_path(int8_model) as p:
+        b = p.predict(frame).raw
+    np.testing.assert_allclose(a, b, atol=0.02)
