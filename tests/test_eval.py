@@ -396,3 +396,16 @@ def test_plot_history_with_phases(tmp_path):
     csv_path.write_text("\n".join(lines) + "\n")
     out = plot_history(csv_path, tmp_path / "plots" / "history.png")
     _decodes(out)
+
+
+def test_nan_predictions_give_null_metrics_and_a_verdict(tmp_path):
+    from train.evaluate import evaluate_model
+    from train.metrics import verdict
+
+    model = red_level_model()
+    model.layers[-1].set_weights([np.full((3, 1), np.nan, np.float32), np.zeros(1, np.float32)])
+    path = save_model(model, VALUE, tmp_path / "m")
+    ev = evaluate_model(path, value_data(tmp_path / "d", [100.0, 200.0, 300.0]))
+    assert ev.metrics["rmse"] is None and ev.metrics["beats_baseline"] is False
+    json.dumps(ev.metrics, allow_nan=False)  # strict JSON
+    assert verdict(ev.spec, ev.metrics) is not None

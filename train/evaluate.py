@@ -213,6 +213,9 @@ def evaluate_model(
         if int(train_targets.max()) >= len(spec.class_names):
             train_targets, source = None, "evaluation data"
     out = compute_metrics(spec, y_true, y_pred, image_sizes=sizes, train_targets=train_targets)
+    # NaN/inf (a model that outputs NaN) become None: JSON has no NaN, and the verdict
+    # treats a missing number as "not better than the baseline".
+    out = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
     out["beats_baseline"] = is_clearly_better(spec, out)
     out["baseline_source"] = source
     out["model"] = str(resolved.path)
