@@ -408,3 +408,19 @@ def test_sigterm_finishes_outputs_cleanly(assets, tmp_path):
     frames = decode_all(final)
     assert n_lines >= 2 * N and len(frames) == n_lines  # one annotated frame per result
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_run_roi_points_are_in_full_frame_pixels(assets, tmp_path):
+    d, models, videos = assets
+    out = edgereg(
+        "run", models["point"], "--source", videos["dots"], "--roi", "2,4,40,40",
+        "--max-frames", 6, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    recs = json_lines(out.stdout)
+    assert len(recs) == 6
+    for i, r in enumerate(recs):  # the dot stays inside the ROI for these frames
+        x, y = r["result"]["points_px"][0]
+        assert abs(x - (6 + 4 * i + 0.5)) < 2.0 and abs(y - (12 + 2 * i + 0.5)) < 2.0
+    bad = edgereg("run", models["point"], "--source", videos["dots"], "--roi", "1,2,3", cwd=d)
+    assert bad.returncode == 4 and "roi" in bad.stderr and "Traceback" not in bad.stderr
