@@ -86,7 +86,7 @@ _INSTALL = (
     "repository (deb https://packages.cloud.google.com/apt coral-edgetpu-stable main, key "
     "https://packages.cloud.google.com/apt/doc/apt-key.gpg), then `sudo apt-get install "
     "edgetpu-compiler` (see https://coral.ai/docs/edgetpu/compiler/), or use Coral's Colab "
-    "compiler; then rerun `edgereg convert RUN --edgetpu`. The analysis below is still valid."
+    "compiler; then rerun `edgereg convert RUN --edgetpu`. The Edge TPU analysis is still written to the report."
 )
 
 
