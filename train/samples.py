@@ -112,8 +112,11 @@ def _finish(img: np.ndarray, p: Params) -> np.ndarray:
     if p["blur"] > 0.05:
         img = cv2.GaussianBlur(img, (0, 0), p["blur"])
     if p["noise"] > 0:
-        nrng = np.random.default_rng(p["noise_seed"])
-        img = img + nrng.standard_normal(img.shape, dtype=np.float32) * np.float32(p["noise"])
+        # OpenCV's seeded (thread-local) generator: ~10x faster than numpy's normals
+        noise = np.empty(img.shape, np.float32)
+        cv2.setRNGSeed(int(p["noise_seed"] % 2**31))
+        cv2.randn(noise, 0.0, float(p["noise"]))
+        img = img + noise
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -689,6 +692,11 @@ def _make_chunk(
     return [_make_one(task, seed, split, i, d) for i, d in items]
 
 
+def _worker_init() -> None:
+    """One OpenCV thread per worker process: the processes already fill the cores."""
+    cv2.setNumThreads(1)
+
+
 def _class_plan(n: int, seed: int, split: int) -> np.ndarray:
     """Which images of a class split show a defect: exactly round(n * DEFECT_FRACTION)."""
     k = int(round(n * DEFECT_FRACTION))
@@ -729,7 +737,11 @@ def write_split(
             from concurrent.futures import ProcessPoolExecutor
 
             # spawn, not fork: the caller may have TensorFlow's threads running
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            pool = ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+            )
             results: Any = pool.map(_make_chunk, jobs)
         else:
             results = map(_make_chunk, jobs)
