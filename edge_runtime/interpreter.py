@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,9 +186,12 @@ def make_interpreter(
     dev = parse_device(device)
     delegates = [edgetpu_delegate(be, dev)] if dev else None
     try:
-        interp = be.Interpreter(
-            model_content=model, num_threads=threads, experimental_delegates=delegates
-        )
+        with warnings.catch_warnings():
+            # tf.lite.Interpreter warns it is deprecated: the user forced it, we said so.
+            warnings.simplefilter("ignore", UserWarning)
+            interp = be.Interpreter(
+                model_content=model, num_threads=threads, experimental_delegates=delegates
+            )
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         msg = str(e).strip().splitlines()
