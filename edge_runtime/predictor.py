@@ -37,7 +37,7 @@ from .preprocess import (
     tta_transforms,
 )
 from .smoothing import make_smoother
-from .spec import ModelSpec
+from .spec import MAX_SPEC_BYTES, ModelSpec
 
 __all__ = ["Predictor", "PredictorOptions", "Result", "load_spec_file"]
 
@@ -65,6 +65,11 @@ def load_spec_file(path: str | Path) -> ModelSpec:
     """A spec.json file -> ModelSpec, with errors naming the file."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(
+                f"{p}: {size} bytes is larger than the {MAX_SPEC_BYTES} a spec may have"
+            )
         data = p.read_bytes()
     except FileNotFoundError:
         raise SpecError(f"{p}: no such spec file") from None

@@ -372,3 +372,14 @@ def test_spec_option_overrides_embedded_spec_and_is_checked(models):
         raw = p.predict(frame).raw[0]
     with Predictor.create_from_model_path(path, spec=spec) as p:
         assert p.predict(frame).value == pytest.approx(raw, abs=1e-6)
+
+
+def test_bad_spec_files_name_the_file(models, tmp_path):
+    bare = models("point", embed=False)
+    for name, content in [("huge.json", b" " * 100_000), ("bad.json", b"{oops")]:
+        f = tmp_path / name
+        f.write_bytes(content)
+        with pytest.raises(SpecError, match=name):
+            Predictor.create_from_model_path(bare, spec=f)
+    with pytest.raises(SpecError, match="no such spec file"):
+        Predictor.create_from_model_path(bare, spec=tmp_path / "missing.json")
