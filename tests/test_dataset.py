@@ -144,6 +144,17 @@ def test_nine_columns_in_three_column_csv(tmp_path):
     assert p.row == 6 and "9 columns, the header has 3" in p.message
 
 
+def test_trailing_empty_cells_are_not_extra_columns(tmp_path):
+    root = _dataset(tmp_path / "d", [r + ",," for r in GOOD_POINT_ROWS])
+    assert check_dataset(root, "point").ok
+
+
+def test_nul_in_path(tmp_path):
+    root = _dataset(tmp_path / "d", GOOD_POINT_ROWS + ["a\x00b.jpg,0.5,0.5"])
+    p = _only_problem(check_dataset(root, "point"))
+    assert p.row == 7 and "NUL" in p.message
+
+
 def test_duplicated_row(tmp_path):
     root = _dataset(tmp_path / "d", GOOD_POINT_ROWS + ["./2.jpg,0.2,0.2"])
     p = _only_problem(check_dataset(root, "point"))

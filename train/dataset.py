@@ -273,9 +273,14 @@ def resolve_image_path(root: Path, rel: str) -> Path:
         raise DataError(
             f"absolute path {rel!r} refused: image paths must be relative to the dataset folder"
         )
+    if "\x00" in text:
+        raise DataError(f"{rel!r} contains a NUL character: not a file name")
     root_real = root.resolve()
     candidate = root_real / text
-    real = Path(os.path.realpath(candidate))
+    try:
+        real = Path(os.path.realpath(candidate))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{rel!r} is not a usable path ({e})") from None
     try:
         real.relative_to(root_real)
     except ValueError:
@@ -555,6 +560,8 @@ def _parse_rows(
     rows: list[_Row] = []
     for line, fields in csv_rows:
         rel = fields[col_img] if col_img < len(fields) else ""
+        while len(fields) > ncol and not fields[-1]:  # trailing empty cells (spreadsheets)
+            fields = fields[:-1]
         if len(fields) != ncol:
             _bad(
                 report,
