@@ -274,3 +274,16 @@ def test_sigkill_during_conversion_leaves_no_half_file(converted, tmp_path):
 
     clean_stale_temps(export)
     assert not [p for p in export.iterdir() if ".tmp" in p.name]
+
+
+def test_adding_a_variant_is_one_registry_entry(converted, monkeypatch):
+    from convert import export
+
+    run, _ = converted
+    extra = export.Variant("fp32_copy", "copy", export.fp32, ("litert",), description="test")
+    monkeypatch.setitem(export.VARIANTS, extra.name, extra)
+    assert export.parse_variants("fp32_copy") == ("fp32_copy",)
+    rep = export.convert_run(run, export.ConvertOptions(variants=("fp32_copy",), verify=False))
+    path = run / "export" / "model_copy.tflite"
+    assert read_spec(path).extra["export"]["variant"] == "fp32_copy"
+    assert rep["files"][0]["backends"] == ["litert"]
