@@ -1,0 +1,47 @@
+"""`python -m bench --quick`: the benchmark harness runs end to end on tiny data (CI mode)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_bench_quick_harness_runs(tmp_path):
+    out = tmp_path / "bench"
+    doc_before = (
+        (REPO / "docs" / "benchmarks.md").read_bytes()
+        if (REPO / "docs" / "benchmarks.md").exists()
+        else None
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--tasks", "point", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    (task,) = res["tasks"]
+    assert task["task"] == "point"
+    assert {v["variant"] for v in task["conversion"]["variants"]} == {"fp32", "int8"}
+    assert task["runtime"]["int8"]["bare_invoke_ms"]["p50"] > 0
+    hr = task["handrolled"]["metrics"]
+    assert hr["n"] == 12 and hr["mean_error_px"] > 0
+    section = (out / "benchmarks_section.md").read_text()
+    for title in ("Accuracy per task", "Quantization", "Device runtime"):
+        assert title in section
+    # quick mode never rewrites the published numbers
+    after = (
+        (REPO / "docs" / "benchmarks.md").read_bytes()
+        if (REPO / "docs" / "benchmarks.md").exists()
+        else None
+    )
+    assert after == doc_before
