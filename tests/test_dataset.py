@@ -482,3 +482,47 @@ def test_load_run_splits(tmp_path):
     assert len(tr) == len(va) == 10
     with pytest.raises(DataError, match="config.json"):
         load_run_splits(tmp_path / "nowhere")
+
+
+# --------------------------------------------------------------------------- fuzz
+def test_any_csv_content_gives_a_report_not_a_crash(tmp_path):
+    """Random bytes and random CSV-ish text as labels.csv: always a report, never a crash."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    root = _dataset(tmp_path / "d", GOOD_POINT_ROWS)
+    cell = st.sampled_from(
+        [
+            "0.jpg",
+            "1.jpg",
+            "../x.jpg",
+            "/etc/passwd",
+            "nan",
+            "inf",
+            "-1",
+            "0.5",
+            "1e9",
+            "",
+            '"',
+            "x",
+        ]
+    )
+    row = st.lists(cell, min_size=0, max_size=5).map(",".join)
+    text = st.lists(row, min_size=0, max_size=8).map("\n".join)
+    tried = []
+
+    @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(st.binary(max_size=200), text.map(str.encode)))
+    def check(data: bytes) -> None:
+        tried.append(data)
+        (root / "labels.csv").write_bytes(data)
+        for task in ("point", "value", "class", "keypoints"):
+            report = check_dataset(root, task)
+            assert isinstance(report.format(), str)
+            try:
+                load_dataset(root, task, skip_bad=True)
+            except DataError:
+                pass
+
+    check()
+    assert len(tried) >= 30
