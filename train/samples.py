@@ -443,6 +443,9 @@ def keypoints_params(
         )
         if inside and _convex(quad):
             break
+    else:  # pragma: no cover - practically unreachable; a centred, upright card
+        cw, ch = 0.5 * w, 0.5 * w * CARD_H / CARD_W
+        quad = np.array([[-cw, -ch], [cw, -ch], [cw, ch], [-cw, ch]]) / 2 + (w / 2, h / 2)
     occluders = []
     for _ in range(int(rng.integers(0, 3))):
         # a blob overlapping part of the card (a thumb, a tool, a cable)
