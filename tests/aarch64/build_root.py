@@ -260,7 +260,12 @@ def fetch_debs(state: Path) -> list[Path]:
     opts = _apt_options(state)
     # The host's apt.conf still applies (a proxy, say); the options above override its dirs.
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    _run(["apt-get", *opts, "update"], "apt-get update (arm64 package lists)", True, env=env)
+    _run(
+        ["apt-get", *opts, "update", "--error-on=any"],  # a failed fetch is an error, not a warning
+        "apt-get update (arm64 package lists)",
+        True,
+        env=env,
+    )
     _run(
         ["apt-get", *opts, "install", "-y", "--download-only", *DEB_PACKAGES],
         "apt-get install --download-only (arm64 .debs)",
