@@ -249,3 +249,26 @@ class _Payload:
 
     def __reduce__(self):
         return (self.func, self.args)
+
+
+def test_keras_cached_imagenet_file_is_preferred(tmp_path):
+    # Keras's own no-top .h5 (legacy HDF5 weights, what keras.applications downloads) is
+    # made here from a stock model, since it cannot be downloaded on these machines.
+    h5py = pytest.importorskip("h5py")
+    from keras.src.legacy.saving import legacy_h5_format
+
+    stock = keras.applications.MobileNetV2(
+        input_shape=(96, 96, 3), include_top=False, weights=None, alpha=0.35
+    )
+    rng = np.random.default_rng(5)
+    stock.set_weights([rng.normal(0, 0.1, w.shape).astype(np.float32) for w in stock.weights])
+    models_dir = tmp_path / "keras" / "models"
+    models_dir.mkdir(parents=True)
+    name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
+    with h5py.File(models_dir / name, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, stock)
+    model = B.build_backbone("mobilenet_v2", (96, 96, 3), alpha=0.35, weights="imagenet")
+    x = rng.integers(0, 256, (1, 96, 96, 3), dtype=np.uint8)
+    want = np.asarray(stock(x.astype(np.float32) / 127.5 - 1.0, training=False))
+    np.testing.assert_allclose(_feed(model, x), want, rtol=0, atol=1e-5)
+    assert len(B.backbone_blocks(model)) == 19  # stem, expanded_conv, block_1..16, head

@@ -310,7 +310,11 @@ def _keras_app(name: str, input_shape: tuple[int, int, int], alpha: float, weigh
         if name == "mobilenet_v2":
             inp = keras.Input(shape=tuple(input_shape), name="image")
             x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="keras_preprocess")(inp)
-            return apps.MobileNetV2(input_tensor=x, include_top=False, weights=weights, alpha=alpha)
+            stock = apps.MobileNetV2(
+                input_tensor=x, include_top=False, weights=weights, alpha=alpha
+            )
+            # same layers, but a single (not list) input like every other backbone here
+            return keras.Model(inp, stock.output, name=stock.name)
         small = name.startswith("mobilenet_v3_small")
         ctor = apps.MobileNetV3Small if small else apps.MobileNetV3Large
         return ctor(
@@ -371,8 +375,11 @@ def build_backbone(
         return model
     if w.lower() == "imagenet":
         if name == "mobilenet_v2":
-            if _keras_v2_cached_file(input_shape, alpha).is_file():
-                return _keras_imagenet(name, input_shape, alpha)
+            cached = _keras_v2_cached_file(input_shape, alpha)
+            if cached.is_file():  # Keras's own ImageNet file: the stock architecture
+                model = _keras_app(name, input_shape, alpha, None)
+                _load_keras_weights(model, cached)
+                return model
             if alpha == 1.0:
                 src = W.find_torch_mobilenet_v2()
                 if src is not None:
