@@ -383,3 +383,33 @@ def test_bad_spec_files_name_the_file(models, tmp_path):
             Predictor.create_from_model_path(bare, spec=f)
     with pytest.raises(SpecError, match="no such spec file"):
         Predictor.create_from_model_path(bare, spec=tmp_path / "missing.json")
+
+
+def test_tta_rotate_for_value_averages_three_views(models):
+    from edge_runtime.preprocess import apply_transform
+
+    path = models("value", invariances=("rotate",))
+    frame = _frame(32, 32, seed=5)
+    with Predictor.create_from_model_path(path, color_order="RGB") as p:
+        img = p.preprocess(frame)
+        views = [p._invoke(apply_transform(img, t))[0][0] for t in ("identity", "rot+15", "rot-15")]
+    with Predictor.create_from_model_path(path, color_order="RGB", tta=True) as p:
+        assert p._transforms == ["identity", "rot+15", "rot-15"]
+        assert p.predict(frame).raw[0] == pytest.approx(np.mean(views), abs=1e-6)
+
+
+def test_spec_input_range_is_applied_before_the_model(models):
+    # a spec saying the model takes 0..1 input: the predictor must scale camera bytes by 1/255
+    path = models("value")
+    spec = ModelSpec.from_dict({**spec_for(path).to_dict(), "input_range": [0.0, 1.0]})
+    frame = _frame(32, 32, seed=2)
+    rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    want = np.asarray(keras_model_for(path)(rgb[None].astype(np.float32) / 255.0)).reshape(-1)
+    with Predictor.create_from_model_path(path, spec=spec) as p:
+        np.testing.assert_allclose(p.predict(frame).raw, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "0,0,0,5", "-1,0,4,4"])
+def test_malformed_roi_is_a_clear_error(models, text):
+    with pytest.raises(ImageError, match="roi"):
+        Predictor.create_from_model_path(models("point"), roi=text)
