@@ -99,6 +99,14 @@ def test_same_seed_same_bytes_per_task(tmp_path, task):
     assert _hashes(a) == _hashes(b)
 
 
+def test_unwritable_target_is_an_output_error(tmp_path):
+    from edge_runtime.errors import OutputError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="cannot create"):
+        S.make_samples(tmp_path / "file", "point", n=1, n_val=0)
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(DataError, match="--task"):
         S.make_samples(tmp_path, "segmentation")

@@ -717,8 +717,11 @@ def write_split(
     defects: list[bool | None] = [None] * n
     if task == "class":
         defects = [bool(v) for v in _class_plan(n, seed, split)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create ({e.strerror or e})") from None
     chunk = max(4, min(50, math.ceil(n / (4 * max(1, workers)))))
     jobs = [
         (task, seed, split, [(i, defects[i]) for i in range(a, min(n, a + chunk))])
