@@ -354,6 +354,9 @@ def test_exif_orientation_sets_size_and_pixel_normalization(tmp_path):
     ds = load_dataset(root, "point", coords="pixels")
     s = ds.samples[0]
     assert (s.width, s.height) == (40, 60)  # rotated 90 degrees by EXIF
+    from edge_runtime.images import read_image
+
+    assert read_image(s.path).shape == (60, 40, 3)  # the size the runtime decodes too
     np.testing.assert_allclose(s.target[0], [0.5, 0.5], atol=1e-6)
 
 
