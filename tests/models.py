@@ -75,22 +75,31 @@ def build_keras(spec: ModelSpec, arch: str = "random", seed: int = 0):
     return keras.Model(inp, out)
 
 
-def calibration_frames(spec: ModelSpec, n: int = 16, seed: int = 0) -> np.ndarray:
-    """Random uint8 RGB frames spanning exactly 0..255 (so uint8 input gets scale 1, zp 0)."""
+def calibration_frames(
+    spec: ModelSpec, n: int = 16, seed: int = 0, calib_max: int = 255
+) -> np.ndarray:
+    """Random uint8 RGB frames spanning exactly 0..calib_max (255: uint8 input gets scale 1,
+    zero point 0; less gives an input scale below 1)."""
     rng = np.random.default_rng(seed)
-    frames = rng.integers(0, 256, (n, spec.input_height, spec.input_width, 3), dtype=np.uint8)
+    shape = (n, spec.input_height, spec.input_width, 3)
+    frames = rng.integers(0, calib_max + 1, shape, dtype=np.uint16).astype(np.uint8)
     frames[:, 0, 0, :] = 0
-    frames[:, 0, 1, :] = 255
+    frames[:, 0, 1, :] = calib_max
     # a few flat-ish frames with blobs, so calibration sees realistic activations too
     for i in range(0, n, 2):
         frames[i] //= 8
         cy, cx = rng.integers(2, spec.input_height - 6), rng.integers(2, spec.input_width - 6)
-        frames[i, cy : cy + 4, cx : cx + 4, rng.integers(0, 3)] = 255
+        frames[i, cy : cy + 4, cx : cx + 4, rng.integers(0, 3)] = calib_max
     return frames
 
 
 def convert(
-    model, spec: ModelSpec, variant: str = "fp32", io: str = "float", embed: bool = True
+    model,
+    spec: ModelSpec,
+    variant: str = "fp32",
+    io: str = "float",
+    embed: bool = True,
+    calib_max: int = 255,
 ) -> bytes:
     """Real TFLite conversion (export once, then from_saved_model), spec embedded."""
     import tensorflow as tf
@@ -99,7 +108,7 @@ def convert(
         model.export(d, verbose=False)
         conv = tf.lite.TFLiteConverter.from_saved_model(d)
         if variant == "int8":
-            frames = calibration_frames(spec)
+            frames = calibration_frames(spec, calib_max=calib_max)
 
             def rep():
                 for f in frames:
@@ -130,18 +139,21 @@ def make_tflite(
     arch: str = "random",
     embed: bool = True,
     seed: int = 0,
+    calib_max: int = 255,
     **spec_kw: Any,
 ) -> Path:
     """Build, convert and write ``<tmp_dir>/<task>_<arch>_<variant>_<io>_<size>.tflite``.
 
     The Keras model is saved next to it as ``.keras``; ``embed=False`` writes a bare
-    .tflite with no spec (its spec is written as ``.spec.json``).
+    .tflite with no spec (its spec is written as ``.spec.json``). ``calib_max`` below 255
+    calibrates int8 on darker frames, giving an integer input whose scale is not 1.
     """
     spec = make_spec(task, size, **spec_kw)
     model = build_keras(spec, arch, seed)
-    out = Path(tmp_dir) / f"{task}_{arch}_{variant}_{io}_{size}{'' if embed else '_bare'}.tflite"
+    tag = ("" if embed else "_bare") + ("" if calib_max == 255 else f"_c{calib_max}")
+    out = Path(tmp_dir) / f"{task}_{arch}_{variant}_{io}_{size}{tag}.tflite"
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = convert(model, spec, variant, io, embed)
+    data = convert(model, spec, variant, io, embed, calib_max)
     out.write_bytes(data)
     model.save(out.with_suffix(".keras"))
     out.with_suffix(".spec.json").write_text(spec.to_json())

@@ -413,3 +413,14 @@ def test_spec_input_range_is_applied_before_the_model(models):
 def test_malformed_roi_is_a_clear_error(models, text):
     with pytest.raises(ImageError, match="roi"):
         Predictor.create_from_model_path(models("point"), roi=text)
+
+
+@pytest.mark.parametrize("io", ["int8", "uint8"])
+def test_integer_input_with_a_non_unit_scale_is_quantized(models, io):
+    path = models("value", "int8", io, calib_max=127)
+    frame = _frame(32, 32, seed=4) // 2  # inside the calibrated range
+    spec, ref = _keras_reference(path, frame)
+    with Predictor.create_from_model_path(path) as p:
+        assert p._mode == "quant" and p.input_scale < 0.9
+        res = p.predict(frame)
+    np.testing.assert_allclose(res.raw, ref, atol=0.03)
