@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,6 +31,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,6 @@ WARMUP_SHARE = 0.15
 FINE_TUNE_LR_FACTOR = 0.1
 #: The --sanity check: images, steps, and what "fitted" means per task.
 SANITY_IMAGES = 8
-SANITY_MAX_STEPS = 300
 SANITY_CHECK_EVERY = 25
 SANITY_MAX_COORD_ERROR = 0.02  # mean normalized distance
 SANITY_MAX_VALUE_ERROR = 0.02  # mean absolute error as a share of the value range
@@ -91,6 +92,7 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     max_minutes: float | None = None
+    sanity_steps: int = 300
 
 
 # --------------------------------------------------------------------------- public API
@@ -121,7 +123,25 @@ def train(
         return _sanity(cfg, out, log)
     if not resume:
         _refuse_existing_run(out)
-    return _Run(cfg, out, log, resume=resume).run()
+    with _run_lock(out):
+        return _Run(cfg, out, log, resume=resume).run()
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path) -> Iterator[None]:
+    """One training process per run directory (a second one would interleave checkpoints)."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise TrainingError(
+                f"{out}: another edgereg train is running in this run directory; wait for it "
+                "or stop it first"
+            ) from None
+        yield
 
 
 # --------------------------------------------------------------------------- config
@@ -330,6 +350,19 @@ def _set_weights(model: Any, arrays: dict[str, np.ndarray], prefix: str = "m") -
         raise TrainingError(f"checkpoint does not fit this model ({e})") from None
 
 
+def _epoch_order(seed: int, epoch: int, n: int, length: int) -> np.ndarray:
+    """Shuffled indices for one epoch, padded with a few repeats to whole batches.
+
+    Every batch has the same size, so the train step is traced once (a smaller last batch
+    would trace it again, which costs seconds on a CPU).
+    """
+    rng = np.random.default_rng((seed, epoch, 7))
+    order = rng.permutation(n)
+    if length > n:
+        order = np.concatenate([order, rng.permutation(n)[: length - n]])
+    return order
+
+
 def _encode(spec: ModelSpec, y: np.ndarray) -> np.ndarray:
     if spec.task == "class":
         return np.asarray(y, np.int64)
@@ -405,7 +438,8 @@ def _compile(
     else:
         schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps, alpha=0.02)
     opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=wd)
-    model.compile(optimizer=opt, loss=loss_for(spec))
+    # jit_compile off: XLA compiling MobileNet on a CPU costs minutes before the first step.
+    model.compile(optimizer=opt, loss=loss_for(spec), jit_compile=False)
     return opt
 
 
@@ -431,16 +465,18 @@ class _Run:
         return phases
 
     def run(self) -> Path:
+        cfg, out, log = self.cfg, self.out, self.log
+        t_start = time.monotonic()
+        # The dataset checks run before TensorFlow is even imported: bad data fails fast.
+        data = _load_data(cfg, log)
+
         import keras
 
         from train.augment import Augmenter, augment_batch
         from train.metrics import compute_metrics, primary_metric
         from train.models import build_model
 
-        cfg, out, log = self.cfg, self.out, self.log
-        t_start = time.monotonic()
         keras.utils.set_random_seed(cfg.seed)
-        data = _load_data(cfg, log)
         spec = data.spec
         n_train = len(data.x_train)
         if cfg.batch_size is None:
@@ -516,7 +552,7 @@ class _Run:
             for epoch in range(max(first, state["epoch"]), end):
                 t0 = time.monotonic()
                 x_aug, y_aug = augment_batch(aug, data.x_train, data.y_train, cfg.seed, epoch)
-                order = np.random.default_rng((cfg.seed, epoch, 7)).permutation(n_train)
+                order = _epoch_order(cfg.seed, epoch, n_train, steps * bs)
                 y_enc = _encode(spec, y_aug)
                 losses = []
                 bar = log.progress(
@@ -702,12 +738,13 @@ class _Run:
 # --------------------------------------------------------------------------- sanity
 def _sanity(cfg: TrainConfig, out: Path, log: _Logger) -> Path:
     """Overfit SANITY_IMAGES training images without augmentation; raise if it cannot."""
+    data = _load_data(cfg, log, only_train=SANITY_IMAGES)
+
     import keras
 
     from train.models import build_model
 
     keras.utils.set_random_seed(cfg.seed)
-    data = _load_data(cfg, log, only_train=SANITY_IMAGES)
     spec = data.spec
     x = data.x_train.astype(np.float32)
     y = data.y_train
@@ -722,11 +759,11 @@ def _sanity(cfg: TrainConfig, out: Path, log: _Logger) -> Path:
     )
     from train.models import loss_for
 
-    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss=loss_for(spec))
+    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss=loss_for(spec), jit_compile=False)
     err = math.inf
     ok = False
     step = 0
-    for step in log.progress(range(1, SANITY_MAX_STEPS + 1), desc="sanity: overfit 8 images"):
+    for step in log.progress(range(1, cfg.sanity_steps + 1), desc="sanity: overfit 8 images"):
         model.train_on_batch(x, y_enc)
         if step % SANITY_CHECK_EVERY == 0:
             pred = spec.decode_output(_predict(model, data.x_train))
