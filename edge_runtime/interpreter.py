@@ -169,6 +169,147 @@ def check_runtime_version(model: bytes, backend: Backend, where: str = "model") 
         )
 
 
+#: bytes per element of TFLite tensor types whose constant buffers can be size-checked
+_ITEMSIZE = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 12: 8, 15: 4, 16: 2, 18: 2}
+#: No edgereg model comes near this many elements in one tensor.
+MAX_TENSOR_ELEMENTS = 1 << 28
+
+
+def check_model_structure(model: bytes, where: str = "model") -> None:
+    """Bounds-check what the TFLite verifier leaves to the runtime, before tensors are allocated.
+
+    The flatbuffer verifier checks offsets, not meaning: an operator that names tensor 23563
+    of 13, or a shape of 2**40 elements, passes it and then crashes ``allocate_tensors()``
+    (seen with bit-flipped files). Raises ModelFileError naming the file instead. Skipped when
+    no TFLite schema module is installed (tflite-runtime alone ships none).
+    """
+    try:
+        from .metadata import _schema
+
+        schema = _schema()
+    except ImportError:
+        return
+    try:
+        _check_structure(schema, model, where)
+    except ModelFileError:
+        raise
+    except Exception as e:  # any decoding failure of a corrupt file
+        raise ModelFileError(f"{where}: corrupt TFLite model ({type(e).__name__}: {e})") from None
+
+
+_EXPECTED_OPTIONS: dict[int, int] = {}
+
+
+def _expected_options(schema: Any) -> dict[int, int]:
+    """builtin op code -> its BuiltinOptions union type, where the names pair up
+    (FULLY_CONNECTED -> FullyConnectedOptions); ops without such a pair are not checked."""
+    if not _EXPECTED_OPTIONS:
+        options = {k: v for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_")}
+        for name, code in vars(schema.BuiltinOperator).items():
+            if name.startswith("_"):
+                continue
+            camel = "".join(p[:1] + p[1:].lower() for p in name.split("_")) + "Options"
+            camel = camel.replace("2d", "2D").replace("3d", "3D")
+            if camel in options:
+                _EXPECTED_OPTIONS[code] = options[camel]
+    return _EXPECTED_OPTIONS
+
+
+def _builtin_code(code: Any) -> int:
+    return max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
+
+
+#: zero-point ranges of quantized tensor types (uint8, int8, int16, int32, int64)
+_ZP_RANGE = {
+    3: (0, 255),
+    9: (-128, 127),
+    7: (-32768, 32767),
+    2: (-(2**31), 2**31 - 1),
+    4: (-(2**31), 2**31 - 1),
+}
+
+
+def _check_quantization(q: Any, ttype: int, rank: int, t: int, bad: Any) -> None:
+    n_s, n_z = q.ScaleLength(), q.ZeroPointLength()
+    if n_z and n_s != n_z:
+        raise bad(f"tensor {t} has {n_s} scales and {n_z} zero points")
+    if n_s:
+        scales = q.ScaleAsNumpy()
+        if not np.all(np.isfinite(scales)) or np.any(scales < 0):
+            raise bad(f"tensor {t} has a scale that is negative or not finite")
+    if n_z:
+        zps = q.ZeroPointAsNumpy()
+        lo, hi = _ZP_RANGE.get(ttype, (0, 0))
+        if int(zps.min()) < lo or int(zps.max()) > hi:
+            raise bad(f"tensor {t} has a zero point outside [{lo}, {hi}] for its type")
+    if n_s > 1 and not 0 <= q.QuantizedDimension() < max(rank, 1):
+        raise bad(f"tensor {t} is quantized along dimension {q.QuantizedDimension()} of {rank}")
+
+
+def _check_structure(schema: Any, model: bytes, where: str) -> None:
+    def bad(what: str) -> ModelFileError:
+        return ModelFileError(f"{where}: corrupt TFLite model ({what}); re-export or re-copy it")
+
+    m = schema.Model.GetRootAsModel(model, 0)
+    if m.Version() != 3:
+        raise bad(f"schema version {m.Version()}, TFLite files have 3")
+    n_codes, n_buffers = m.OperatorCodesLength(), m.BuffersLength()
+    expected = _expected_options(schema)
+    for c in range(n_codes):
+        if not 1 <= m.OperatorCodes(c).Version() <= 1000:
+            raise bad(f"operator code {c} has version {m.OperatorCodes(c).Version()}")
+    if m.SubgraphsLength() < 1:
+        raise bad("no subgraph")
+    for g in range(m.SubgraphsLength()):
+        sg = m.Subgraphs(g)
+        n_t = sg.TensorsLength()
+        for t in range(n_t):
+            ten = sg.Tensors(t)
+            if not 0 <= ten.Buffer() < max(n_buffers, 1):
+                raise bad(f"tensor {t} uses buffer {ten.Buffer()} of {n_buffers}")
+            shape = [int(d) for d in ten.ShapeAsNumpy()] if ten.ShapeLength() else []
+            if any(d < 0 for d in shape):
+                raise bad(f"tensor {t} has a negative dimension {shape}")
+            n = 1
+            for d in shape:
+                n *= d
+            if n > MAX_TENSOR_ELEMENTS:
+                raise bad(f"tensor {t} has {n} elements")
+            size = _ITEMSIZE.get(ten.Type())
+            if size is not None and 0 < ten.Buffer() < n_buffers:
+                data_len = m.Buffers(ten.Buffer()).DataLength()
+                if data_len and data_len != n * size:
+                    raise bad(
+                        f"tensor {t} holds {data_len} bytes, its shape {shape} needs {n * size}"
+                    )
+            q = ten.Quantization()
+            if q is not None:
+                _check_quantization(q, ten.Type(), len(shape), t, bad)
+        for io, length, get in (
+            ("input", sg.InputsLength(), sg.Inputs),
+            ("output", sg.OutputsLength(), sg.Outputs),
+        ):
+            for i in range(length):
+                if not 0 <= get(i) < n_t:
+                    raise bad(f"subgraph {io} {i} names tensor {get(i)} of {n_t}")
+        for o in range(sg.OperatorsLength()):
+            op = sg.Operators(o)
+            if not 0 <= op.OpcodeIndex() < n_codes:
+                raise bad(f"operator {o} uses opcode {op.OpcodeIndex()} of {n_codes}")
+            want = expected.get(_builtin_code(m.OperatorCodes(op.OpcodeIndex())))
+            got = op.BuiltinOptionsType()
+            if want is not None and got not in (0, want):
+                raise bad(f"operator {o} carries options of another operator type")
+            for kind, length, get in (
+                ("input", op.InputsLength(), op.Inputs),
+                ("output", op.OutputsLength(), op.Outputs),
+                ("intermediate", op.IntermediatesLength(), op.Intermediates),
+            ):
+                for i in range(length):
+                    if not -1 <= get(i) < n_t:
+                        raise bad(f"operator {o} {kind} {i} names tensor {get(i)} of {n_t}")
+
+
 def make_interpreter(
     model: bytes,
     *,
@@ -192,6 +333,7 @@ def make_interpreter(
             interp = be.Interpreter(
                 model_content=model, num_threads=threads, experimental_delegates=delegates
             )
+        check_model_structure(model, where)  # after the verifier, before allocation
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         msg = str(e).strip().splitlines()
@@ -201,11 +343,17 @@ def make_interpreter(
                 f"{where}: this model was compiled for the Edge TPU; run it with --device usb "
                 "(or pci), or use the CPU .tflite made next to it by `edgereg convert`"
             ) from None
-        if "Didn't find op" in detail or "op for builtin" in detail or "version" in detail:
+        ver = re.search(r"version '(-?\d+)'", detail)
+        absurd = ver is not None and not 1 <= int(ver.group(1)) <= 1000
+        if ("Didn't find op" in detail or "op for builtin" in detail) and not absurd:
+            advice = (
+                "upgrade it (`pip install -U ai-edge-litert`)"
+                if be.name == "litert"
+                else "install ai-edge-litert (`pip install ai-edge-litert`)"
+            )
             raise BackendError(
-                f"{where}: {be.name} {be.version} cannot run this model ({detail}); "
-                "install ai-edge-litert (`pip install ai-edge-litert`) or re-convert the model "
-                "with full int8 quantization"
+                f"{where}: {be.name} {be.version} cannot run this model ({detail}); {advice} "
+                "or re-convert the model with full int8 quantization"
             ) from None
         raise ModelFileError(
             f"{where}: the interpreter cannot load this model ({detail})"

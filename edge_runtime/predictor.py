@@ -112,7 +112,12 @@ class Predictor:
             num_threads=options.num_threads,
             device=options.device,
         )
-        self._check_tensors(where)
+        try:
+            self._check_tensors(where)
+        except UnicodeDecodeError:
+            raise ModelFileError(
+                f"{where}: corrupt TFLite model (a tensor name is not text)"
+            ) from None
         self._swap = self.color_order != spec.color_order
         h, w = spec.input_height, spec.input_width
         self._rgb = np.empty((h, w, 3), np.uint8)  # colour-swap buffer, reused every frame
@@ -208,7 +213,11 @@ class Predictor:
         """One invoke on a model-sized RGB/BGR-correct uint8 image -> (raw output, ms)."""
         self._set_input(img)
         t = time.perf_counter()
-        self.interpreter.invoke()
+        try:
+            self.interpreter.invoke()
+        except (RuntimeError, ValueError) as e:
+            detail = " ".join(str(e).split())[:300]
+            raise ModelFileError(f"{self.model_path}: the model failed to run ({detail})") from None
         ms = (time.perf_counter() - t) * 1000.0
         q = self.interpreter.get_tensor(self._out_index)
         return dequantize(q, self.output_scale, self.output_zero_point).reshape(-1), ms

@@ -188,3 +188,94 @@ def test_forced_tensorflow_backend_matches_litert(int8_model):
     with Predictor.create_from_model_path(int8_model) as p:
         b = p.predict(frame).raw
     np.testing.assert_allclose(a, b, atol=0.02)
+
+
+def _edit(model: bytes, fn) -> bytes:
+    import flatbuffers
+
+    from edge_runtime.metadata import _schema
+
+    schema = _schema()
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    fn(m)
+    b = flatbuffers.Builder(len(model) + 1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _set_op_input(m):
+    op = m.subgraphs[0].operators[1]
+    op.inputs = [23563, *list(op.inputs)[1:]]
+
+
+def _set_zero_point(m):
+    q = m.subgraphs[0].tensors[m.subgraphs[0].inputs[0]].quantization
+    q.zeroPoint = [5898240]
+
+
+def _set_shape(m):
+    t = m.subgraphs[0].tensors[m.subgraphs[0].inputs[0]]
+    t.shape = [1 << 30, *list(t.shape)[1:]]
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (_set_op_input, "names tensor 23563"),
+        (_set_zero_point, "zero point outside"),
+        (_set_shape, "elements|holds"),
+    ],
+    ids=["op-input", "zero-point", "shape"],
+)
+def test_semantically_corrupt_models_are_refused_before_allocation(tmp_path, edit, match):
+    """Each of these passes the flatbuffer verifier and crashed allocate_tensors() (SIGSEGV)."""
+    src = make_tflite(tmp_path, "point", "int8", "uint8")
+    bad = tmp_path / "corrupt.tflite"
+    bad.write_bytes(_edit(src.read_bytes(), edit))
+    with pytest.raises(ModelFileError, match=rf"corrupt\.tflite: corrupt TFLite model .*({match})"):
+        Predictor.create_from_model_path(bad)
+
+
+FUZZ = """
+import sys, numpy as np
+from edge_runtime.errors import EdgeregError
+from edge_runtime.predictor import Predictor
+data = open(sys.argv[1], "rb").read()
+rng = np.random.default_rng(0)
+kinds = {}
+for i in range(int(sys.argv[2])):
+    b = bytearray(data)
+    for _ in range(rng.integers(1, 8)):
+        b[rng.integers(0, len(b))] = rng.integers(0, 256)
+    path = sys.argv[3]
+    open(path, "wb").write(b)
+    try:
+        with Predictor.create_from_model_path(path) as p:
+            p.predict(np.zeros((40, 40, 3), np.uint8))
+        k = "ok"
+    except EdgeregError as e:
+        k = type(e).__name__
+    kinds[k] = kinds.get(k, 0) + 1
+print(kinds)
+"""
+
+
+def test_bit_flipped_models_never_crash_the_process(tmp_path):
+    """Random byte corruptions, in a subprocess so a segfault fails the test, not pytest."""
+    import ast
+    import subprocess
+    import sys
+
+    src = make_tflite(tmp_path, "point", "int8", "uint8")
+    n = 400
+    out = subprocess.run(
+        [sys.executable, "-c", FUZZ, str(src), str(n), str(tmp_path / "c.tflite")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-2000:]}"
+    kinds = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    assert sum(kinds.values()) == n
+    assert set(kinds) <= {"ok", "ModelFileError", "SpecError", "BackendError"}
+    assert kinds.get("ModelFileError", 0) > n // 4
