@@ -85,6 +85,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     dropout: float = 0.2
     fine_tune_blocks: int = 6
+    fine_tune_lr: float | None = None
     patience: int = 10
     value_range: list[float] | None = None
     invariances: list[str] = field(default_factory=list)
@@ -187,6 +188,12 @@ def _load_config_for_resume(out: Path, options: dict[str, Any]) -> TrainConfig:
     except (OSError, ValueError) as e:
         raise TrainingError(f"{path}: cannot read the run's configuration ({e})") from None
     fields = set(TrainConfig.__dataclass_fields__)
+    ignored = sorted(k for k, v in options.items() if v not in (None, False, (), []))
+    if ignored:
+        print(
+            f"--resume: using the settings saved in {path}; ignoring {', '.join(ignored)}",
+            file=sys.stderr,
+        )
     return TrainConfig(**{k: v for k, v in raw.items() if k in fields})
 
 
@@ -269,6 +276,8 @@ def _input_hw(cfg: TrainConfig) -> tuple[int, int]:
 
 def _make_spec(cfg: TrainConfig, ds: Any, train_targets: np.ndarray) -> ModelSpec:
     h, w = _input_hw(cfg)
+    if cfg.input_size is None:
+        cfg.input_size = h if h == w else [h, w]
     value_range = None
     if cfg.task == "value":
         if cfg.value_range is None:
@@ -461,7 +470,8 @@ class _Run:
         warm = min(warm, total)
         phases = [("warmup", 0, warm, cfg.lr)]
         if total > warm:
-            phases.append(("finetune", warm, total, cfg.lr * FINE_TUNE_LR_FACTOR))
+            ft_lr = cfg.fine_tune_lr or cfg.lr * FINE_TUNE_LR_FACTOR
+            phases.append(("finetune", warm, total, ft_lr))
         return phases
 
     def run(self) -> Path:
@@ -509,7 +519,10 @@ class _Run:
             keras.utils.set_random_seed(cfg.seed + 1000 * state["epoch"])
         else:
             out.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(out / "config.json", {**asdict(cfg), "status": "running"})
+            atomic_write_json(
+                out / "config.json",
+                {**asdict(cfg), "status": "running", "class_names": list(spec.class_names)},
+            )
             atomic_write_text(out / "spec.json", spec.to_json())
         self.ckdir.mkdir(parents=True, exist_ok=True)
 
@@ -527,6 +540,8 @@ class _Run:
         for name, first, end, lr in phases:
             if state["stopped"] or state["epoch"] >= end:
                 continue
+            if state["epoch"] == first:
+                state["since_best"] = 0  # patience counts within a phase
             _configure_phase(model, name, cfg)
             warm_steps = steps if name == "finetune" else 0
             opt = _compile(

@@ -1,11 +1,201 @@
-"""`edgereg train` (not built yet)."""
+"""`edgereg train DATA_DIR --task T --out runs/NAME`: fine-tune a MobileNet on a dataset.
+
+TensorFlow is imported only inside the command body, so ``edgereg train --help`` is fast.
+"""
 
 from __future__ import annotations
 
 import click
 
+TASKS = ["point", "keypoints", "value", "class"]
+BACKBONES = [
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "mobilenet_v3_small_minimalistic",
+    "mobilenet_v3_large_minimalistic",
+]
 
-@click.command(name="train")
-def cli() -> None:
-    """Not built yet."""
-    raise click.ClickException("edgereg train is not built yet")
+
+def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -> object:
+    if value is None:
+        return None
+    text = value.lower().replace("×", "x")
+    try:
+        if "x" in text:
+            h, w = (int(v) for v in text.split("x"))
+            return [h, w]
+        return int(text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give a size like 160 or HxW like 128x160") from None
+
+
+@click.command(name="train", context_settings={"max_content_width": 100})
+@click.argument("data_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option(
+    "--task",
+    type=click.Choice(TASKS),
+    help="point: one (x, y); keypoints: K (x, y); value: a number; class: a label. "
+    "Not needed with --resume.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Run directory to write (e.g. runs/NAME).",
+)
+@click.option(
+    "--val",
+    "val_dir",
+    type=click.Path(file_okay=False, path_type=str),
+    help="A separate validation dataset (default: a deterministic 20 % split of DATA_DIR).",
+)
+@click.option(
+    "--val-fraction", type=float, default=0.2, show_default=True, help="Share held out for val."
+)
+@click.option(
+    "--backbone",
+    type=click.Choice(BACKBONES),
+    default="mobilenet_v2",
+    show_default=True,
+    help="Feature extractor. *_minimalistic variants are Edge TPU friendly.",
+)
+@click.option(
+    "--alpha",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Width multiplier (mobilenet_v2: 0.35-1.4). Pretrained weights here: 1.0 only.",
+)
+@click.option(
+    "--input-size",
+    callback=_input_size,
+    help="Model input, e.g. 160 or 128x160 (HxW). Default: point/keypoints/class 160, value 96.",
+)
+@click.option(
+    "--weights",
+    default="imagenet",
+    show_default=True,
+    help="imagenet (pretrained), none (from scratch), or PATH to a .pth/.weights.h5 file.",
+)
+@click.option(
+    "--epochs", type=click.IntRange(1), help="Total epochs (default: ~1500 steps, 15-80)."
+)
+@click.option(
+    "--warmup-epochs", type=click.IntRange(1), help="Head-only epochs (default: 15 % of them)."
+)
+@click.option("--batch-size", type=click.IntRange(1), help="Default: 16 (<500 images) or 32.")
+@click.option(
+    "--lr",
+    type=float,
+    default=1e-3,
+    show_default=True,
+    help="Head learning rate; fine-tuning uses lr/10.",
+)
+@click.option(
+    "--fine-tune-blocks",
+    type=click.IntRange(0),
+    default=6,
+    show_default=True,
+    help="Backbone blocks (from the top) trained in phase 2.",
+)
+@click.option("--fine-tune-lr", type=float, help="Learning rate of phase 2 (default: --lr / 10).")
+@click.option(
+    "--patience",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Early stopping: epochs without a better validation metric.",
+)
+@click.option(
+    "--range",
+    "value_range",
+    nargs=2,
+    type=float,
+    help="value task: LOW HIGH of the target in your units (default: data range + 5 % margin).",
+)
+@click.option(
+    "--invariant",
+    "invariances",
+    help="Transforms that do not change the target, e.g. rot90,flip or rotate "
+    "(hflip, vflip, flip, rot90, rotate). Used for augmentation.",
+)
+@click.option(
+    "--flip-pairs",
+    help="keypoints: pairs that swap under a horizontal flip, e.g. 0:1,2:3 "
+    "(without them, keypoints are never mirrored).",
+)
+@click.option("--y-up", is_flag=True, help="Labels have their origin bottom-left (y up).")
+@click.option(
+    "--coords",
+    type=click.Choice(["normalized", "pixels"]),
+    default="normalized",
+    show_default=True,
+    help="Label units: normalized [0, 1] or pixels of each image.",
+)
+@click.option("--target", help="value task: the CSV column to learn (default: value).")
+@click.option("--no-augment", is_flag=True, help="Turn augmentation off (to compare).")
+@click.option("--max-minutes", type=float, help="Stop after this much training time (best kept).")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed for split, init, augment."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the interrupted run in --out from its last checkpoint (its saved settings).",
+)
+@click.option(
+    "--sanity",
+    is_flag=True,
+    help="Only check that the model can overfit 8 training images; fails loudly if not.",
+)
+@click.option(
+    "--skip-bad",
+    is_flag=True,
+    help="Drop rows that fail the dataset checks (and say how many) instead of refusing.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def cli(data_dir: str, task: str | None, out: str, **kw: object) -> None:
+    """Fine-tune a MobileNet regressor/classifier on DATA_DIR and write the run to --out.
+
+    \b
+    The run directory holds model.keras, spec.json, config.json, metrics.json,
+    history.csv, plots/ and summary.txt. Metrics are in your units, beside the trivial
+    baseline. Bad data is refused with the full check report (see `edgereg data check`).
+
+    \b
+    Examples:
+      edgereg train data/midpoint --task point --y-up --out runs/midpoint
+      edgereg train data/reagent --task value --range 80 350 --invariant rot90,flip --out runs/c
+      edgereg train data/cards --task keypoints --flip-pairs 0:1,2:3 --out runs/cards
+      edgereg train data/cards --task keypoints --out runs/cards --resume
+    """
+    from train.training import train
+
+    resume = bool(kw.pop("resume"))
+    if resume:  # a resumed run uses its saved settings; pass on only what the user typed
+        ctx = click.get_current_context()
+        source = click.core.ParameterSource.DEFAULT
+        kw = {
+            k: v
+            for k, v in kw.items()
+            if ctx.get_parameter_source(k) != source or k in ("sanity", "quiet")
+        }
+    sanity = bool(kw.pop("sanity"))
+    quiet = bool(kw.pop("quiet"))
+    if "no_augment" in kw:
+        kw["augment"] = not kw.pop("no_augment")
+    if kw.get("value_range") == ():
+        kw["value_range"] = None
+    if task is None and not resume:
+        raise click.UsageError("--task is required (except with --resume)")
+    path = train(
+        data_dir,
+        task or "",
+        out,
+        resume=resume,
+        sanity=sanity,
+        verbose=not quiet,
+        **kw,
+    )
+    click.echo(f"{'sanity check passed' if sanity else 'run written'}: {path}")
