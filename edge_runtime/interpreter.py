@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import struct
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BackendError, ModelFileError
-from .metadata import read_metadata
+from .metadata import _Reader, read_metadata
 
 #: name -> module holding ``Interpreter`` and ``load_delegate``
 BACKEND_MODULES = {
@@ -173,141 +174,249 @@ def check_runtime_version(model: bytes, backend: Backend, where: str = "model") 
 _ITEMSIZE = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 12: 8, 15: 4, 16: 2, 18: 2}
 #: No edgereg model comes near this many elements in one tensor.
 MAX_TENSOR_ELEMENTS = 1 << 28
+#: zero-point ranges of quantized tensor types (uint8, int8, int16, int32, int64)
+_ZP_RANGE = {3: (0, 255), 9: (-128, 127), 7: (-32768, 32767), 2: (-(2**31), 2**31 - 1)}
+_ZP_RANGE[4] = _ZP_RANGE[2]
+#: BuiltinOperator -> the BuiltinOptions type it reads, where the schema's names pair up
+#: (FULLY_CONNECTED -> FullyConnectedOptions); generated from the TFLite schema. Ops not
+#: listed are not checked.
+_EXPECTED_OPTIONS = {
+    0: 11,
+    2: 10,
+    3: 1,
+    4: 2,
+    5: 94,
+    6: 38,
+    9: 8,
+    13: 13,
+    18: 21,
+    22: 17,
+    23: 15,
+    25: 9,
+    26: 19,
+    29: 3,
+    30: 18,
+    31: 16,
+    33: 20,
+    34: 22,
+    36: 23,
+    39: 26,
+    41: 28,
+    42: 29,
+    43: 30,
+    45: 32,
+    47: 33,
+    49: 35,
+    50: 36,
+    53: 37,
+    56: 40,
+    58: 41,
+    59: 42,
+    61: 44,
+    62: 45,
+    63: 46,
+    64: 47,
+    65: 48,
+    67: 49,
+    68: 50,
+    69: 51,
+    70: 52,
+    71: 53,
+    72: 54,
+    77: 55,
+    78: 56,
+    79: 57,
+    80: 58,
+    83: 59,
+    84: 60,
+    85: 61,
+    86: 62,
+    87: 63,
+    88: 64,
+    90: 65,
+    92: 66,
+    93: 67,
+    94: 68,
+    95: 72,
+    96: 73,
+    97: 74,
+    98: 75,
+    99: 76,
+    100: 77,
+    101: 78,
+    102: 79,
+    103: 80,
+    105: 81,
+    106: 82,
+    107: 83,
+    108: 84,
+    109: 85,
+    110: 86,
+    112: 87,
+    113: 88,
+    114: 89,
+    115: 90,
+    117: 91,
+    118: 92,
+    119: 93,
+    120: 95,
+    121: 96,
+    122: 97,
+    123: 98,
+    124: 99,
+    125: 100,
+    128: 102,
+    129: 103,
+    130: 104,
+    132: 106,
+    136: 107,
+    137: 108,
+    138: 109,
+    139: 110,
+    142: 111,
+    143: 112,
+    144: 113,
+    147: 115,
+    150: 116,
+    151: 117,
+    153: 118,
+    154: 119,
+    155: 121,
+    157: 120,
+    158: 123,
+    159: 124,
+    160: 125,
+    161: 126,
+}
+
+
+class _Model:
+    """Read-only field access to a TFLite flatbuffer (schema.fbs field numbers), bounds-checked
+    by :class:`edge_runtime.metadata._Reader`; needs neither TensorFlow nor the schema module
+    (whose import alone costs ~0.2 s at start-up)."""
+
+    def __init__(self, buf: bytes, where: str) -> None:
+        self.r = _Reader(buf, where)
+        self.buf = buf
+
+    def scalar(self, table: int, index: int, fmt: str, default: int) -> int:
+        pos = self.r.field(table, index)
+        if pos is None:
+            return default
+        if pos + struct.calcsize(fmt) > len(self.buf):
+            raise self.r._fail("field outside the file")
+        return struct.unpack_from(fmt, self.buf, pos)[0]
+
+    def array(self, table: int, index: int, dtype: str) -> np.ndarray:
+        pos = self.r.field(table, index)
+        if pos is None:
+            return np.zeros(0, dtype)
+        vec = self.r.indirect(pos)
+        n = self.r.u32(vec)
+        size = np.dtype(dtype).itemsize
+        if vec + 4 + n * size > len(self.buf):
+            raise self.r._fail("vector runs past the end of the file")
+        return np.frombuffer(self.buf, dtype, n, vec + 4)
+
+    def tables(self, table: int, index: int) -> list[int]:
+        return self.r.table_vector(table, index)
+
+    def table(self, table: int, index: int) -> int | None:
+        pos = self.r.field(table, index)
+        return None if pos is None else self.r.indirect(pos)
 
 
 def check_model_structure(model: bytes, where: str = "model") -> None:
     """Bounds-check what the TFLite verifier leaves to the runtime, before tensors are allocated.
 
-    The flatbuffer verifier checks offsets, not meaning: an operator that names tensor 23563
-    of 13, or a shape of 2**40 elements, passes it and then crashes ``allocate_tensors()``
-    (seen with bit-flipped files). Raises ModelFileError naming the file instead. Skipped when
-    no TFLite schema module is installed (tflite-runtime alone ships none).
+    The flatbuffer verifier checks offsets, not meaning: an operator naming tensor 23563 of 13,
+    a zero point of 5898240 on a uint8 tensor, options of another operator type or a shape of
+    2**40 elements pass it and then crash ``allocate_tensors()`` with SIGSEGV (seen with
+    bit-flipped files). Raises ModelFileError naming the file instead.
     """
     try:
-        from .metadata import _schema
-
-        schema = _schema()
-    except ImportError:
-        return
-    try:
-        _check_structure(schema, model, where)
+        _check_structure(_Model(model, where), where)
     except ModelFileError:
         raise
     except Exception as e:  # any decoding failure of a corrupt file
         raise ModelFileError(f"{where}: corrupt TFLite model ({type(e).__name__}: {e})") from None
 
 
-_EXPECTED_OPTIONS: dict[int, int] = {}
-
-
-def _expected_options(schema: Any) -> dict[int, int]:
-    """builtin op code -> its BuiltinOptions union type, where the names pair up
-    (FULLY_CONNECTED -> FullyConnectedOptions); ops without such a pair are not checked."""
-    if not _EXPECTED_OPTIONS:
-        options = {k: v for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_")}
-        for name, code in vars(schema.BuiltinOperator).items():
-            if name.startswith("_"):
-                continue
-            camel = "".join(p[:1] + p[1:].lower() for p in name.split("_")) + "Options"
-            camel = camel.replace("2d", "2D").replace("3d", "3D")
-            if camel in options:
-                _EXPECTED_OPTIONS[code] = options[camel]
-    return _EXPECTED_OPTIONS
-
-
-def _builtin_code(code: Any) -> int:
-    return max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
-
-
-#: zero-point ranges of quantized tensor types (uint8, int8, int16, int32, int64)
-_ZP_RANGE = {
-    3: (0, 255),
-    9: (-128, 127),
-    7: (-32768, 32767),
-    2: (-(2**31), 2**31 - 1),
-    4: (-(2**31), 2**31 - 1),
-}
-
-
-def _check_quantization(q: Any, ttype: int, rank: int, t: int, bad: Any) -> None:
-    n_s, n_z = q.ScaleLength(), q.ZeroPointLength()
-    if n_z and n_s != n_z:
-        raise bad(f"tensor {t} has {n_s} scales and {n_z} zero points")
-    if n_s:
-        scales = q.ScaleAsNumpy()
-        if not np.all(np.isfinite(scales)) or np.any(scales < 0):
-            raise bad(f"tensor {t} has a scale that is negative or not finite")
-    if n_z:
-        zps = q.ZeroPointAsNumpy()
-        lo, hi = _ZP_RANGE.get(ttype, (0, 0))
-        if int(zps.min()) < lo or int(zps.max()) > hi:
-            raise bad(f"tensor {t} has a zero point outside [{lo}, {hi}] for its type")
-    if n_s > 1 and not 0 <= q.QuantizedDimension() < max(rank, 1):
-        raise bad(f"tensor {t} is quantized along dimension {q.QuantizedDimension()} of {rank}")
-
-
-def _check_structure(schema: Any, model: bytes, where: str) -> None:
+def _check_structure(m: _Model, where: str) -> None:
     def bad(what: str) -> ModelFileError:
         return ModelFileError(f"{where}: corrupt TFLite model ({what}); re-export or re-copy it")
 
-    m = schema.Model.GetRootAsModel(model, 0)
-    if m.Version() != 3:
-        raise bad(f"schema version {m.Version()}, TFLite files have 3")
-    n_codes, n_buffers = m.OperatorCodesLength(), m.BuffersLength()
-    expected = _expected_options(schema)
-    for c in range(n_codes):
-        if not 1 <= m.OperatorCodes(c).Version() <= 1000:
-            raise bad(f"operator code {c} has version {m.OperatorCodes(c).Version()}")
-    if m.SubgraphsLength() < 1:
+    root = m.r.indirect(0)
+    version = m.scalar(root, 0, "<I", 0)
+    if version != 3:
+        raise bad(f"schema version {version}, TFLite files have 3")
+    codes = []
+    for c, oc in enumerate(m.tables(root, 1)):
+        ver = m.scalar(oc, 2, "<i", 1)
+        if not 1 <= ver <= 1000:
+            raise bad(f"operator code {c} has version {ver}")
+        codes.append(max(m.scalar(oc, 0, "<b", 0), m.scalar(oc, 3, "<i", 0)))
+    buffers = m.tables(root, 4)
+    subgraphs = m.tables(root, 2)
+    if not subgraphs:
         raise bad("no subgraph")
-    for g in range(m.SubgraphsLength()):
-        sg = m.Subgraphs(g)
-        n_t = sg.TensorsLength()
-        for t in range(n_t):
-            ten = sg.Tensors(t)
-            if not 0 <= ten.Buffer() < max(n_buffers, 1):
-                raise bad(f"tensor {t} uses buffer {ten.Buffer()} of {n_buffers}")
-            shape = [int(d) for d in ten.ShapeAsNumpy()] if ten.ShapeLength() else []
-            if any(d < 0 for d in shape):
-                raise bad(f"tensor {t} has a negative dimension {shape}")
-            n = 1
-            for d in shape:
-                n *= d
-            if n > MAX_TENSOR_ELEMENTS:
-                raise bad(f"tensor {t} has {n} elements")
-            size = _ITEMSIZE.get(ten.Type())
-            if size is not None and 0 < ten.Buffer() < n_buffers:
-                data_len = m.Buffers(ten.Buffer()).DataLength()
-                if data_len and data_len != n * size:
-                    raise bad(
-                        f"tensor {t} holds {data_len} bytes, its shape {shape} needs {n * size}"
-                    )
-            q = ten.Quantization()
-            if q is not None:
-                _check_quantization(q, ten.Type(), len(shape), t, bad)
-        for io, length, get in (
-            ("input", sg.InputsLength(), sg.Inputs),
-            ("output", sg.OutputsLength(), sg.Outputs),
-        ):
-            for i in range(length):
-                if not 0 <= get(i) < n_t:
-                    raise bad(f"subgraph {io} {i} names tensor {get(i)} of {n_t}")
-        for o in range(sg.OperatorsLength()):
-            op = sg.Operators(o)
-            if not 0 <= op.OpcodeIndex() < n_codes:
-                raise bad(f"operator {o} uses opcode {op.OpcodeIndex()} of {n_codes}")
-            want = expected.get(_builtin_code(m.OperatorCodes(op.OpcodeIndex())))
-            got = op.BuiltinOptionsType()
+    for sg in subgraphs:
+        tensors = m.tables(sg, 0)
+        n_t = len(tensors)
+        for t, ten in enumerate(tensors):
+            _check_tensor(m, ten, t, buffers, bad)
+        for io, idx in (("input", 1), ("output", 2)):
+            for i, v in enumerate(m.array(sg, idx, "<i4")):
+                if not 0 <= v < n_t:
+                    raise bad(f"subgraph {io} {i} names tensor {v} of {n_t}")
+        for o, op in enumerate(m.tables(sg, 3)):
+            code_index = m.scalar(op, 0, "<I", 0)
+            if code_index >= len(codes):
+                raise bad(f"operator {o} uses opcode {code_index} of {len(codes)}")
+            want = _EXPECTED_OPTIONS.get(codes[code_index])
+            got = m.scalar(op, 3, "<B", 0)
             if want is not None and got not in (0, want):
                 raise bad(f"operator {o} carries options of another operator type")
-            for kind, length, get in (
-                ("input", op.InputsLength(), op.Inputs),
-                ("output", op.OutputsLength(), op.Outputs),
-                ("intermediate", op.IntermediatesLength(), op.Intermediates),
-            ):
-                for i in range(length):
-                    if not -1 <= get(i) < n_t:
-                        raise bad(f"operator {o} {kind} {i} names tensor {get(i)} of {n_t}")
+            for kind, idx in (("input", 1), ("output", 2), ("intermediate", 8)):
+                for i, v in enumerate(m.array(op, idx, "<i4")):
+                    if not -1 <= v < n_t:
+                        raise bad(f"operator {o} {kind} {i} names tensor {v} of {n_t}")
+
+
+def _check_tensor(m: _Model, ten: int, t: int, buffers: list[int], bad: Any) -> None:
+    buffer = m.scalar(ten, 2, "<I", 0)
+    if buffer >= max(len(buffers), 1):
+        raise bad(f"tensor {t} uses buffer {buffer} of {len(buffers)}")
+    shape = [int(d) for d in m.array(ten, 0, "<i4")]
+    if any(d < 0 for d in shape):
+        raise bad(f"tensor {t} has a negative dimension {shape}")
+    n = 1
+    for d in shape:
+        n *= d
+    if n > MAX_TENSOR_ELEMENTS:
+        raise bad(f"tensor {t} has {n} elements")
+    ttype = m.scalar(ten, 1, "<b", 0)
+    size = _ITEMSIZE.get(ttype)
+    if size is not None and 0 < buffer < len(buffers):
+        data = m.r.field(buffers[buffer], 0)
+        data_len = m.r.u32(m.r.indirect(data)) if data is not None else 0
+        if data_len and data_len != n * size:
+            raise bad(f"tensor {t} holds {data_len} bytes, its shape {shape} needs {n * size}")
+    q = m.table(ten, 4)
+    if q is None:
+        return
+    scales, zps = m.array(q, 2, "<f4"), m.array(q, 3, "<i8")
+    if len(zps) and len(scales) != len(zps):
+        raise bad(f"tensor {t} has {len(scales)} scales and {len(zps)} zero points")
+    if len(scales) and (not np.all(np.isfinite(scales)) or np.any(scales < 0)):
+        raise bad(f"tensor {t} has a scale that is negative or not finite")
+    if len(zps):
+        lo, hi = _ZP_RANGE.get(ttype, (0, 0))
+        if int(zps.min()) < lo or int(zps.max()) > hi:
+            raise bad(f"tensor {t} has a zero point outside [{lo}, {hi}] for its type")
+    qdim = m.scalar(q, 6, "<i", 0)
+    if len(scales) > 1 and not 0 <= qdim < max(len(shape), 1):
+        raise bad(f"tensor {t} is quantized along dimension {qdim} of {len(shape)}")
 
 
 def make_interpreter(
