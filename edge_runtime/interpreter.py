@@ -434,6 +434,7 @@ def make_interpreter(
         raise BackendError(f"num_threads: must be a positive integer, got {num_threads!r}")
     threads = num_threads or os.cpu_count() or 1
     dev = parse_device(device)
+    check_model_structure(model, where)  # before any native code reads the file
     delegates = [edgetpu_delegate(be, dev)] if dev else None
     try:
         with warnings.catch_warnings():
@@ -442,7 +443,6 @@ def make_interpreter(
             interp = be.Interpreter(
                 model_content=model, num_threads=threads, experimental_delegates=delegates
             )
-        check_model_structure(model, where)  # after the verifier, before allocation
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         msg = str(e).strip().splitlines()
