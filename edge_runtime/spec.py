@@ -232,7 +232,7 @@ class ModelSpec:
                 kw["flip_pairs"] = tuple(
                     tuple(_seq(p, "flip_pairs")) for p in _seq(kw["flip_pairs"], "flip_pairs")
                 )
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             if isinstance(e, SpecError):
                 raise
             raise SpecError(f"spec: a field has the wrong type ({e})") from None
@@ -251,7 +251,8 @@ class ModelSpec:
             raise SpecError(f"spec: nested deeper than {MAX_SPEC_DEPTH} levels")
         try:
             d = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as e:
+        except (ValueError, RecursionError) as e:
+            # ValueError covers JSONDecodeError and integers longer than Python converts.
             raise SpecError(f"spec: not valid JSON ({e})") from None
         return cls.from_dict(d)
 
@@ -293,7 +294,7 @@ def _pair(v: Any, name: str) -> tuple[float, float]:
     try:
         a, b = v
         a, b = float(a), float(b)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise SpecError(f"{name}: must be two numbers [low, high], got {v!r}") from None
     if not (math.isfinite(a) and math.isfinite(b)):
         raise SpecError(f"{name}: must be finite, got {v!r}")
