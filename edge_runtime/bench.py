@@ -17,6 +17,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 
 from .errors import SourceError
 from .predictor import Predictor, PredictorOptions
+from .spec import ModelSpec
 
 SYNTHETIC = "synthetic"
 
@@ -87,27 +89,27 @@ def _frame_reader(source: str) -> tuple[Iterator[np.ndarray], Any]:
 
 
 def measure_startup(
-    model_path: str | Path, num_threads: int | None = None, backend: str = "auto"
-) -> dict[str, float]:
+    model_path: str | Path,
+    num_threads: int | None = None,
+    backend: str = "auto",
+    spec: str | Path | None = None,
+) -> dict[str, Any]:
     """``import edge_runtime`` + Predictor creation, timed inside a fresh Python process."""
     code = (
-        (
-            "import time, json\n"
-            "t0 = time.perf_counter()\n"
-            "import edge_runtime\n"
-            "from edge_runtime.predictor import Predictor\n"
-            "t1 = time.perf_counter()\n"
-            "p = Predictor.create_from_model_path(__import__('sys').argv[1], num_threads=NT, "
-            "backend=BE)\n"
-            "t2 = time.perf_counter()\n"
-            "print(json.dumps({'import_s': t1 - t0, 'load_s': t2 - t1}))\n"
-        )
-        .replace("NT", repr(num_threads))
-        .replace("BE", repr(backend))
+        "import sys, time, json\n"
+        "t0 = time.perf_counter()\n"
+        "import edge_runtime\n"
+        "from edge_runtime.predictor import Predictor\n"
+        "t1 = time.perf_counter()\n"
+        "p = Predictor.create_from_model_path(sys.argv[1], num_threads=json.loads(sys.argv[2]), "
+        "backend=sys.argv[3], spec=sys.argv[4] or None)\n"
+        "t2 = time.perf_counter()\n"
+        "print(json.dumps({'import_s': t1 - t0, 'load_s': t2 - t1}))\n"
     )
+    args = [str(model_path), json.dumps(num_threads), backend, str(spec or "")]
     t = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-c", code, str(model_path)],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -195,7 +197,14 @@ def run_bench(
         "cpu_count": os.cpu_count(),
     }
     if startup:
-        out.update(measure_startup(model_path, num_threads, backend))
+        spec = predictor_kw.get("spec")
+        if isinstance(spec, ModelSpec):
+            with tempfile.TemporaryDirectory() as d:
+                path = Path(d) / "spec.json"
+                path.write_text(spec.to_json())
+                out.update(measure_startup(model_path, num_threads, backend, path))
+        else:
+            out.update(measure_startup(model_path, num_threads, backend, spec))
     return out
 
 

@@ -64,3 +64,17 @@ def test_bench_bad_model_is_a_clear_error(tmp_path, run_cli):
     bad.write_bytes(b"nope" * 10)
     r = run_cli("bench", bad)
     assert r.returncode == 5 and "x.tflite" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bench_bare_model_with_spec_file(tmp_path, run_cli):
+    model = make_tflite(tmp_path, "class", embed=False)
+    out = tmp_path / "b.json"
+    r = run_cli(
+        "bench", model, "--spec", model.with_suffix(".spec.json"), "--frames", "5", "--json", out
+    )
+    assert r.returncode == 0, r.stderr
+    d = json.loads(out.read_text())
+    assert d["task"] == "class" and d["import_and_load_s"] > 0 and "startup_error" not in d
+    # without the spec: a clear SpecError exit code naming what to pass
+    r = run_cli("bench", model, "--frames", "5")
+    assert r.returncode == 6 and "--spec spec.json" in r.stderr

@@ -7,7 +7,13 @@ import click
 
 @click.command(name="bench")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--frames", default=200, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option(
+    "--frames",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Frames to time (after --warmup).",
+)
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="Default: all cores.")
 @click.option(
     "--source",
@@ -26,7 +32,13 @@ import click
 @click.option(
     "--spec", "spec_path", type=click.Path(dir_okay=False), help="spec.json for a bare .tflite."
 )
-@click.option("--warmup", default=10, show_default=True, type=click.IntRange(0, 10_000))
+@click.option(
+    "--warmup",
+    default=10,
+    show_default=True,
+    type=click.IntRange(0, 10_000),
+    help="Untimed frames first.",
+)
 @click.option("--no-startup", is_flag=True, help="Skip the fresh-process import/load timing.")
 def cli(
     model: str,
