@@ -155,7 +155,7 @@ def test_phases_warmup_trains_only_the_head_finetune_only_top_blocks_bn_frozen()
 
     phases = _Run(TrainConfig("d", "value", epochs=20), Path("o"), None, False)._phases(100)
     assert [(p[0], p[1], p[2]) for p in phases] == [("warmup", 0, 3), ("finetune", 3, 20)]
-    assert phases[1][3] == pytest.approx(phases[0][3] / 10)
+    assert phases[1][3] == pytest.approx(phases[0][3] * 0.3)
     scratch = _Run(TrainConfig("d", "value", epochs=4, weights="none"), Path("o"), None, False)
     assert [p[0] for p in scratch._phases(100)] == ["scratch"]
 

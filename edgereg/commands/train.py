@@ -90,22 +90,18 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
     type=float,
     default=1e-3,
     show_default=True,
-    help="Head learning rate; fine-tuning uses lr/10.",
+    help="Head learning rate; fine-tuning uses 0.3 x lr.",
 )
 @click.option(
     "--fine-tune-blocks",
     type=click.IntRange(0),
-    default=6,
-    show_default=True,
-    help="Backbone blocks (from the top) trained in phase 2.",
+    help="Backbone blocks (from the top) trained in phase 2 (default: all; BatchNorm stays frozen).",
 )
-@click.option("--fine-tune-lr", type=float, help="Learning rate of phase 2 (default: --lr / 10).")
+@click.option("--fine-tune-lr", type=float, help="Learning rate of phase 2 (default: 0.3 x --lr).")
 @click.option(
     "--patience",
     type=click.IntRange(1),
-    default=10,
-    show_default=True,
-    help="Early stopping: epochs without a better validation metric.",
+    help="Early stopping: epochs without a better validation metric (default: max(10, epochs/4)).",
 )
 @click.option(
     "--range",
