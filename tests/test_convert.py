@@ -305,3 +305,15 @@ def test_adding_a_variant_is_one_registry_entry(converted, monkeypatch):
     path = run / "export" / "model_copy.tflite"
     assert read_spec(path).extra["export"]["variant"] == "fp32_copy"
     assert rep["files"][0]["backends"] == ["litert"]
+
+
+def test_lambda_layer_model_is_refused_with_safe_mode(tmp_path):
+    import keras
+
+    from convert.export import load_run_model
+
+    inp = keras.Input((SIZE, SIZE, 3))
+    out = keras.layers.Lambda(lambda t: t * 2.0)(inp)
+    keras.Model(inp, out).save(tmp_path / "model.keras")
+    with pytest.raises(ModelFileError, match="safe mode"):
+        load_run_model(tmp_path)
