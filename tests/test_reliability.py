@@ -272,6 +272,26 @@ def test_disk_full_during_convert_is_exit_8_and_earlier_artifacts_stay(tmp_path)
     assert str(run) in r.stderr or "export" in r.stderr, r.stderr[-2000:]
 
 
+@pytest.mark.slow
+def test_disk_full_during_train_is_exit_8_and_earlier_files_stay(tmp_path):
+    """RLIMIT_FSIZE below the size of a checkpoint: the first checkpoint cannot be written."""
+    from test_training import _cli_tiny, make_dataset
+
+    data = make_dataset(tmp_path / "v", "value", 16)
+    run = tmp_path / "run"
+    r = edgereg(
+        "train", data, "--task", "value", "--out", run, "--epochs", "2", "--range", "80", "350",
+        *_cli_tiny(), "-q", cwd=tmp_path, timeout=900, preexec_fn=_fsize_limit(300_000),
+    )  # fmt: skip
+    assert_clean_error(r, 8, str(run))
+    # what was written before the failure is whole, and no temp file is left behind
+    assert json.loads((run / "config.json").read_text())["task"] == "value"
+    assert json.loads((run / "spec.json").read_text())["task"] == "value"
+    assert not (run / "model.keras").exists()
+    leftovers = [p.name for p in run.rglob("*") if p.is_file()]
+    assert sorted(n for n in leftovers if n != ".lock") == ["config.json", "spec.json"], leftovers
+
+
 def test_disk_full_during_run_video_output_is_exit_8_and_earlier_video_stays(bad, tmp_path):
     _, files, _ = bad
     video = tmp_path / "in.avi"
