@@ -473,3 +473,28 @@ def test_docker_image_runs_as_a_non_root_user():
     users = [ln.split()[1] for ln in lines if ln.strip().upper().startswith("USER ")]
     assert users, "Dockerfile.arm has no USER"
     assert users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_disk_full_during_run_json_lines_is_exit_8(bad, tmp_path):
+    """JSON lines are a stream (docs/runtime.md): disk full stops the run with exit 8."""
+    _, files, _ = bad
+    video = tmp_path / "in.avi"
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 20, (64, 48))
+    for i in range(30):
+        vw.write(np.full((48, 64, 3), i * 8, np.uint8))
+    vw.release()
+    out = tmp_path / "o.jsonl"
+    r = edgereg("run", files["good"], "--source", video, "--json", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    full = out.read_text().splitlines()
+    assert len(full) == 30
+    limit = len(out.read_bytes()) // 3
+    r = edgereg(
+        "run", files["good"], "--source", video, "--json", out, cwd=tmp_path,
+        preexec_fn=_fsize_limit(limit),
+    )  # fmt: skip
+    assert_clean_error(r, 8, "o.jsonl")
+    lines = out.read_bytes()[:limit].decode().split("\n")
+    # every complete line is one frame, in order (the last, cut by the limit, may not be)
+    frames = [json.loads(line)["frame"] for line in lines[:-1]]
+    assert frames == list(range(len(frames))) and 0 < len(frames) < 30
