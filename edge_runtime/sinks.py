@@ -85,6 +85,7 @@ class _LineOut:
         self.name = str(path)
         self._stdout: IO[bytes] | None = None
         self._fd: int | None = None
+        self._whole = 0  # bytes of complete lines in the file
         if self.name == "-":
             self._stdout = sys.stdout.buffer
             return
@@ -107,11 +108,17 @@ class _LineOut:
             while view:
                 n = os.write(self._fd, view)
                 view = view[n:]
+            self._whole += len(data)
         except BrokenPipeError:
             raise
         except OSError as e:
+            # A full disk can cut the line part-way: drop the part, keep only whole lines.
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._whole)
             raise OutputError(
-                f"{self.name}: cannot write ({e.strerror or e}); lines written so far are kept"
+                f"{self.name}: cannot write ({e.strerror or e}); the lines written so far are "
+                "kept whole"
             ) from None
 
     def close(self) -> None:
@@ -281,6 +288,15 @@ class VideoSink:
         if self.frames == 0:
             self.tmp.unlink(missing_ok=True)
             return
+        # OpenCV's writer ignores write errors (a full disk gives a short file that still
+        # plays), so count what is really in the file before it takes the final name.
+        found = _count_frames(self.tmp)
+        if found != self.frames:
+            self.tmp.unlink(missing_ok=True)
+            raise OutputError(
+                f"{self.path}: only {found} of {self.frames} frames reached the disk "
+                "(disk full or write error); the previous file, if any, is kept"
+            )
         try:
             with open(self.tmp, "rb+") as f:
                 os.fsync(f.fileno())
@@ -299,6 +315,20 @@ class VideoSink:
                 self._writer.release()
             self._writer = None
         self.tmp.unlink(missing_ok=True)
+
+
+def _count_frames(path: Path) -> int:
+    """Frames OpenCV can read back from a finished video file (demuxed, not decoded)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        n = 0
+        while cap.isOpened() and cap.grab():
+            n += 1
+        return n
+    finally:
+        cap.release()
 
 
 def has_display() -> bool:
