@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.atomic import atomic_write_bytes
-from edge_runtime.errors import ModelFileError, SpecError
+from edge_runtime.errors import ModelFileError, OutputError, SpecError
 from edge_runtime.metadata import embed_spec
 from edge_runtime.spec import ModelSpec
 
@@ -236,8 +236,16 @@ def export_saved_model(model: Any, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     shape = (1, *tuple(int(d) for d in model.inputs[0].shape[1:]))
     sig = [tf.TensorSpec(shape, tf.float32, name="image")]
-    with contextlib.redirect_stdout(io.StringIO()):
-        model.export(str(out), verbose=False, input_signature=sig)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            model.export(str(out), verbose=False, input_signature=sig)
+    except (OSError, tf.errors.OpError) as e:
+        # TensorFlow reports a full disk as OutOfRangeError/ResourceExhausted, not OSError.
+        msg = getattr(e, "message", None) or getattr(e, "strerror", None) or str(e)
+        raise OutputError(
+            f"{out}: cannot write the temporary SavedModel ({msg.strip().splitlines()[0]}); "
+            "free some disk space and convert again; earlier exports are kept"
+        ) from None
     return out
 
 
@@ -252,7 +260,15 @@ def convert_variant(saved_model_dir: str | Path, variant: Variant, ctx: ConvertC
         with _quiet_fds():
             return bytes(conv.convert())
     except Exception as e:  # ConverterError and friends
+        if _DISK_FULL.search(str(e)):
+            raise OutputError(
+                f"variant {variant.name}: the converter could not write its files "
+                f"({_DISK_FULL.search(str(e)).group(0)}); free some disk space and convert again"
+            ) from None
         raise ModelFileError(_conversion_message(variant, e)) from None
+
+
+_DISK_FULL = re.compile(r"No space left on device|File too large|Disk quota exceeded")
 
 
 def _conversion_message(variant: Variant, e: Exception) -> str:
