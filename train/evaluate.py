@@ -187,6 +187,16 @@ def evaluate_model(
             f"--task {task}: the model {resolved.path} is a {spec.task} model; "
             f"drop --task or pass --task {spec.task}"
         )
+    if resolved.kind != "keras":
+        # The device runtime checks the spec against the model's tensors: do that before
+        # reading any data, so a wrong spec is reported as one (SpecError), not as a
+        # dataset that does not fit the spec's task.
+        from edge_runtime.predictor import Predictor, PredictorOptions
+
+        with Predictor.create_from_options(
+            PredictorOptions(model_path=resolved.path, backend=backend, spec=resolved.spec)
+        ):
+            pass
     if target is None and spec.task == "value":
         target = _target_column_from_spec(spec, Path(data_dir))
     ds = load_dataset(
