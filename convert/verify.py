@@ -23,6 +23,7 @@ from edge_runtime.errors import QualityGateError
 from edge_runtime.images import read_image
 from edge_runtime.preprocess import resize_to_input
 from edge_runtime.spec import ModelSpec
+from train.metrics import compute_metrics, primary_metric
 
 
 @dataclass
@@ -52,48 +53,6 @@ class VariantCheck:
 
 
 # --------------------------------------------------------------------------- metrics
-def primary_metric(spec: ModelSpec) -> tuple[str, bool]:
-    """(metric key, higher is better), from ``train.metrics`` when it is installed."""
-    try:
-        from train.metrics import primary_metric as pm
-
-        return pm(spec)
-    except ImportError:
-        return {
-            "point": ("mean_error_px", False),
-            "keypoints": ("mean_error_px", False),
-            "value": ("mae", False),
-            "class": ("accuracy", True),
-        }[spec.task]
-
-
-def compute_metrics(
-    spec: ModelSpec,
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    image_sizes: np.ndarray | None = None,
-    train_targets: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """``train.metrics.compute_metrics`` when installed; else the primary metrics only."""
-    try:
-        from train.metrics import compute_metrics as cm
-
-        return cm(spec, y_true, y_pred, image_sizes=image_sizes, train_targets=train_targets)
-    except ImportError:
-        pass
-    if spec.task in ("point", "keypoints"):
-        wh = np.asarray(image_sizes, np.float32)[:, None, :]  # (N,1,2) width, height
-        d = np.linalg.norm((np.asarray(y_pred) - np.asarray(y_true)) * wh, axis=-1)
-        return {
-            "mean_error_px": float(d.mean()),
-            "mean_error_pct_width": float((100 * d / wh[..., 0]).mean()),
-        }
-    if spec.task == "value":
-        e = np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64)
-        return {"mae": float(np.abs(e).mean()), "rmse": float(np.sqrt((e**2).mean()))}
-    return {"accuracy": float((np.argmax(y_pred, -1) == np.asarray(y_true)).mean())}
-
-
 def relative_drop(keras_value: float, value: float, higher_is_better: bool) -> float:
     """How much worse ``value`` is than ``keras_value``, relative (0.05 = 5 % worse)."""
     worse = (keras_value - value) if higher_is_better else (value - keras_value)
