@@ -370,12 +370,8 @@ def predict_tflite(
     backend: str = "auto",
 ) -> np.ndarray:
     """Decoded predictions through the device runtime: full RGB image in, as on the Pi."""
-    try:
-        from edge_runtime.predictor import Predictor, PredictorOptions
-    except ImportError as e:  # pragma: no cover - present once the runtime lands
-        raise ModelFileError(
-            f"{model_path}: evaluating .tflite needs edge_runtime.predictor ({e})"
-        ) from None
+    from edge_runtime.predictor import Predictor, PredictorOptions
+
     opts = PredictorOptions(
         model_path=model_path, backend=backend, color_order="RGB", tta=tta, spec=spec
     )
