@@ -36,7 +36,7 @@ TRAIN_ARGS = {
     "point": [],
     "value": ["--range", "80", "350", "--invariant", "rot90,flip"],
     "keypoints": [],
-    "class": [],
+    "class": ["--invariant", "rot90,flip", "--epochs", "30"],
 }
 QUICK_SAMPLES = ["--n", "24", "--n-val", "12"]
 QUICK_TRAIN = ["--epochs", "2", "--input-size", "64", "--weights", "none", "--alpha", "0.35"]
@@ -291,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     for t in tasks:
         results["tasks"].append(bench_task(t, a.out, a.quick, not a.no_handrolled))
         (a.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        if not a.quick and not a.no_doc:  # publish each task as it completes
+            write_doc(render(results, command))
     results["train_pipeline"] = train_pipeline(a.out, a.quick)
     (a.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     section = render(results, command)

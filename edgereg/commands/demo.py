@@ -19,7 +19,7 @@ TASK_TRAIN_ARGS: dict[str, list[str]] = {
     "point": [],
     "value": ["--range", "80", "350", "--invariant", "rot90,flip"],
     "keypoints": [],
-    "class": [],
+    "class": ["--invariant", "rot90,flip", "--epochs", "30"],
 }
 #: The value story's default is 5,000 images; the demo keeps to its time budget with fewer.
 TASK_SAMPLE_ARGS: dict[str, list[str]] = {

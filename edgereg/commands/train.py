@@ -70,7 +70,7 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option(
     "--input-size",
     callback=_input_size,
-    help="Model input, e.g. 160 or 128x160 (HxW). Default: point/keypoints/class 160, value 96.",
+    help="Model input, e.g. 160 or 128x160 (HxW). Default: point/keypoints 160, class 224, value 96.",
 )
 @click.option(
     "--weights",
