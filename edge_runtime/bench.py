@@ -6,7 +6,7 @@
   in-memory synthetic camera frame) + ``predict``: what one frame costs end to end.
 - ``import_s`` / ``load_s``: ``import edge_runtime`` and creating the Predictor, measured in a
   fresh Python process (what a device pays at start-up; interpreter start-up itself excluded).
-- ``peak_rss_mb``: the process's peak resident memory (Linux ``ru_maxrss``).
+- ``peak_rss_mb``: the process's peak resident memory (Linux ``VmHWM``).
 """
 
 from __future__ import annotations
@@ -213,7 +213,18 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB."""
+    """Peak resident set size of this process in MiB.
+
+    Linux: ``VmHWM`` from /proc/self/status, which starts afresh at exec. ``ru_maxrss`` is
+    carried over from the parent across fork+exec, so a bench started by a large process
+    (e.g. one that imported TensorFlow) would report the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 1024.0 if sys.platform != "darwin" else r / (1024.0 * 1024.0)
 

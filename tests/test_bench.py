@@ -78,3 +78,22 @@ def test_bench_bare_model_with_spec_file(tmp_path, run_cli):
     # without the spec: a clear SpecError exit code naming what to pass
     r = run_cli("bench", model, "--frames", "5")
     assert r.returncode == 6 and "--spec spec.json" in r.stderr
+
+
+def test_peak_rss_is_the_process_own_not_its_parents():
+    """ru_maxrss survives fork+exec on Linux; a bench started by a big parent must not report it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import subprocess, sys\n"
+        "big = bytearray(400 * 1024 * 1024)\n"
+        "big[::4096] = b'x' * len(big[::4096])\n"
+        "out = subprocess.run([sys.executable, '-c', "
+        "'from edge_runtime.bench import peak_rss_mb; print(peak_rss_mb())'], "
+        "capture_output=True, text=True, check=True)\n"
+        "print(out.stdout.strip())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip()) < 200  # the child's own peak, not the parent's ~400 MB
