@@ -18,6 +18,41 @@ from typing import Any
 from .errors import OutputError
 
 
+def temp_beside(path: str | Path, tag: str = "tmp") -> Path:
+    """A new empty hidden file next to ``path`` (same folder, so the final rename is atomic).
+
+    It keeps ``path``'s suffix (format-by-extension writers still work) and gets the usual
+    file mode, not mkstemp's 0600.
+    """
+    final = Path(path)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{final.stem}.", suffix=f".{tag}{final.suffix}", dir=final.parent
+        )
+        os.close(fd)
+        os.chmod(tmp_name, _default_mode())
+    except OSError as e:
+        raise OutputError(f"{final}: cannot write ({e.strerror or e})") from None
+    return Path(tmp_name)
+
+
+def replace_into(tmp: str | Path, path: str | Path) -> None:
+    """fsync the finished ``tmp`` and rename it over ``path``; an OSError is an OutputError."""
+    try:
+        _fsync(Path(tmp))
+        os.chmod(tmp, _default_mode())  # in case the writer recreated the file
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _not_written(path, e) from None
+
+
+def _not_written(path: str | Path, e: OSError) -> OutputError:
+    return OutputError(
+        f"{path}: could not be written ({e.strerror or e}); the previous file, if any, is kept"
+    )
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path next to ``path``; on success it is renamed over ``path``.
@@ -25,25 +60,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     Use it for writers that want a file name (``model.save(tmp)``, ``cv2.VideoWriter``).
     The temp name keeps the suffix, so format-by-extension writers still work.
     """
-    final = Path(path)
+    tmp = temp_beside(path)
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
-        )
-        os.close(fd)
-    except OSError as e:
-        raise OutputError(f"{final}: cannot write ({e.strerror or e})") from None
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        _fsync(tmp)
-        os.chmod(tmp, _default_mode())  # mkstemp makes 0600; artifacts get the usual mode
-        os.replace(tmp, final)
-    except OSError as e:
-        raise OutputError(
-            f"{final}: could not be written ({e.strerror or e}); the previous file, if any, is kept"
-        ) from None
+        try:
+            yield tmp
+        except OSError as e:
+            raise _not_written(path, e) from None
+        replace_into(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -30,12 +30,12 @@ import json
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from .atomic import replace_into, temp_beside
 from .errors import OutputError
 
 __all__ = [
@@ -243,20 +243,7 @@ class VideoSink:
             )
         self.fourcc = VIDEO_CODECS[suffix]
         self.fps = float(fps) if fps and 1 <= fps <= 240 else 10.0
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{self.path.stem}.",
-                suffix=f".part{self.path.suffix}",
-                dir=self.path.parent,
-            )
-            os.close(fd)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a video is not a secret
-        except OSError as e:
-            raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from None
-        self.tmp = Path(tmp)
+        self.tmp = temp_beside(self.path, tag="part")
         self._writer: Any = None
         self._size: tuple[int, int] | None = None
         self.frames = 0
@@ -298,15 +285,10 @@ class VideoSink:
                 "(disk full or write error); the previous file, if any, is kept"
             )
         try:
-            with open(self.tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(self.tmp, self.path)
-        except OSError as e:
+            replace_into(self.tmp, self.path)
+        except OutputError:
             self.tmp.unlink(missing_ok=True)
-            raise OutputError(
-                f"{self.path}: could not be written ({e.strerror or e}); "
-                "the previous file, if any, is kept"
-            ) from None
+            raise
 
     def abort(self) -> None:
         """Drop the unfinished video; an earlier file under the final name is kept."""
