@@ -7,12 +7,14 @@ fast; the accuracy bars are measured by bench/, not here.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -156,6 +158,11 @@ def test_short_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
     model = keras.saving.load_model(out / "model.keras", safe_mode=True)
     y = np.asarray(model(np.zeros((1, 32, 32, 3), np.float32)))
     assert y.shape == (1, 2)
+    # the deployable file holds the network only: no optimizer moments (2x the weights)
+    with zipfile.ZipFile(out / "model.keras") as z, z.open("model.weights.h5") as f:
+        import h5py
+
+        assert "optimizer" not in h5py.File(io.BytesIO(f.read()), "r")
     # the run directory is not overwritten, and there is nothing to resume
     with pytest.raises(TrainingError, match="already holds a run"):
         train(data, "point", out, epochs=1, verbose=False, **TINY)
