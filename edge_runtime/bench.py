@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -62,10 +63,28 @@ def synthetic_frames(width: int = 640, height: int = 480, n: int = 8) -> list[np
     return frames
 
 
+def parse_synthetic(source: str) -> tuple[int, int] | None:
+    """``synthetic`` -> (640, 480); ``synthetic:320x240`` -> (320, 240); else None."""
+    if source == SYNTHETIC:
+        return 640, 480
+    m = re.fullmatch(SYNTHETIC + r":(\d{1,5})x(\d{1,5})", source)
+    if not m:
+        if source.startswith(SYNTHETIC + ":"):
+            raise SourceError(
+                f"--source {source!r}: write synthetic:WIDTHxHEIGHT, e.g. synthetic:320x240"
+            )
+        return None
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise SourceError(f"--source {source!r}: width and height must be 16-8192 pixels")
+    return w, h
+
+
 def _frame_reader(source: str) -> tuple[Iterator[np.ndarray], Any]:
     """(an endless iterator of BGR frames, a closer)."""
-    if source == SYNTHETIC:
-        frames = synthetic_frames()
+    size = parse_synthetic(source)
+    if size is not None:
+        frames = synthetic_frames(*size)
 
         def gen() -> Iterator[np.ndarray]:
             i = 0

@@ -97,3 +97,22 @@ def test_peak_rss_is_the_process_own_not_its_parents():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout.strip()) < 200  # the child's own peak, not the parent's ~400 MB
+
+
+def test_bench_synthetic_frame_size_and_a_bad_one(tmp_path, run_cli):
+    from edge_runtime.bench import parse_synthetic
+
+    assert parse_synthetic("synthetic") == (640, 480)
+    assert parse_synthetic("synthetic:320x240") == (320, 240)
+    assert parse_synthetic("clip.mp4") is None
+    model = make_tflite(tmp_path, "point", "fp32", "float")
+    out = tmp_path / "b.json"
+    r = run_cli(
+        "bench", model, "--frames", "5", "--source", "synthetic:80x60", "--no-startup",
+        "--json", out,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["source"] == "synthetic:80x60"
+    r = run_cli("bench", model, "--frames", "5", "--source", "synthetic:big")
+    assert r.returncode == 11 and "synthetic:WIDTHxHEIGHT" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr

@@ -19,7 +19,9 @@ import click
     "--source",
     default="synthetic",
     show_default=True,
-    help="A video file (decoded every frame) or 'synthetic' (in-memory 640x480 BGR frames).",
+    help="A video file (decoded every frame), 'synthetic' (in-memory 640x480 BGR frames) "
+    "or synthetic:WxH (e.g. synthetic:320x240: the size `run --width/--height` asks a "
+    "camera for; a smaller capture makes the resize cheaper).",
 )
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write JSON here.")
 @click.option(
