@@ -318,6 +318,16 @@ def io_quantization(model: bytes) -> dict[str, Any]:
             "scale": float(scale),
             "zero_point": int(zp),
         }
+    # With a float output, the last integer tensor is the one DEQUANTIZE reads: its scale
+    # is the output's real resolution.
+    out_index = it.get_output_details()[0]["index"]
+    for op in it._get_ops_details():
+        if out_index in list(op["outputs"]) and op["op_name"] == "DEQUANTIZE":
+            scale, zp = it._get_tensor_details(int(op["inputs"][0]), 0)["quantization"]
+            out["output"]["integer_scale"] = float(scale)
+            break
+    else:
+        out["output"]["integer_scale"] = out["output"]["scale"] or None
     return out
 
 
@@ -442,8 +452,10 @@ def convert_run(
     ctx = ConvertContext(spec=spec, io=opt.io)
     if need_calib:
         paths = quantize.train_paths(train_ds)
-        say(f"calibration: {min(opt.calib, len(paths))} of {len(paths)} training images")
         calib_images = quantize.calibration_images(paths, spec, opt.calib, opt.seed)
+        k = min(opt.calib, len(paths))
+        mirrored = f" + {len(calib_images) - k} mirrored" if len(calib_images) > k else ""
+        say(f"calibration: {k} of {len(paths)} training images{mirrored}")
         ctx.representative = quantize.representative_dataset(calib_images)
 
     files: list[ExportedFile] = []
@@ -467,8 +479,10 @@ def convert_run(
             notes += f.warnings
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if any(v.name == "int8" for v in variants):
-        notes.append("int8: " + quantize.int8_output_note(spec))
+    for f in files:
+        if f.variant == "int8" and f.quantization["output"].get("integer_scale"):
+            scale = f.quantization["output"]["integer_scale"]
+            notes.append("int8: " + quantize.int8_output_note(spec, scale))
 
     rep: dict[str, Any] = {
         "run": run.name,

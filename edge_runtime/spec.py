@@ -181,8 +181,10 @@ class ModelSpec:
     def decode_output(self, raw: np.ndarray) -> np.ndarray:
         """The model's raw output (last axis = ``output_size``) -> the user's units.
 
-        point/keypoints: (..., K, 2) normalized x, y; value: (...,) in units;
-        class: (..., C) probabilities.
+        point/keypoints: (..., K, 2) normalized x, y, bounded to [0, 1]; value: (...,) in
+        units, bounded to ``value_range``; class: (..., C) probabilities. The bounds are
+        applied here because regression heads are linear (finer int8 outputs than a
+        sigmoid, see train/models.py).
         """
         y = np.asarray(raw, dtype=np.float32)
         if y.shape[-1] != self.output_size:
@@ -191,10 +193,10 @@ class ModelSpec:
                 f"the model gave {y.shape[-1]}"
             )
         if self.task in ("point", "keypoints"):
-            return y.reshape(*y.shape[:-1], self.num_keypoints, 2)
+            return np.clip(y, 0.0, 1.0).reshape(*y.shape[:-1], self.num_keypoints, 2)
         if self.task == "value":
             lo, hi = self.value_range  # type: ignore[misc]
-            return (lo + y[..., 0] * (hi - lo)).astype(np.float32)
+            return (lo + np.clip(y[..., 0], 0.0, 1.0) * (hi - lo)).astype(np.float32)
         return y
 
     # ----------------------------------------------------------------- (de)serialization

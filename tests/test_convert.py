@@ -109,6 +109,30 @@ def test_uint8_input_takes_camera_bytes(converted):
     assert q["input"]["zero_point"] == 0
     assert abs(q["input"]["scale"] - 1.0) < 0.01
     assert q["output"]["dtype"] == "uint8"
+    # the report states the output's real int8 step (read from the file, not assumed)
+    assert q["output"]["integer_scale"] == q["output"]["scale"] > 0
+    note = next(n for n in report["notes"] if n.startswith("int8: the output is int8"))
+    assert f"{q['output']['scale']:.4g}" in note
+
+
+def test_small_training_sets_are_topped_up_with_mirror_images(tmp_path):
+    import cv2
+
+    from convert.quantize import calibration_images
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"im{i}.png"
+        cv2.imwrite(str(p), rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
+        paths.append(p)
+    spec = ModelSpec(task="point", input_height=SIZE, input_width=SIZE, num_keypoints=1)
+    x = calibration_images(paths, spec, n=8)
+    assert x.shape == (8, SIZE, SIZE, 3)
+    np.testing.assert_array_equal(x[5:, 1:], x[:3, 1:, ::-1])  # row 0 of x[0] is pinned
+    assert x.min() == 0 and x.max() == 255
+    assert len(calibration_images(paths, spec, n=100)) == 10  # at most one mirror each
+    assert len(calibration_images(paths, spec, n=3)) == 3  # enough images: no mirrors
 
 
 def test_int8_runs_in_litert_and_tracks_keras(converted):

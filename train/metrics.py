@@ -337,8 +337,7 @@ def _checklist(task: str) -> list[str]:
     if task == "value":
         return [
             "the target column (--target) is the one you mean, in the units you mean",
-            "the value range (--range LOW HIGH) covers all targets; values outside it are "
-            "clipped by the sigmoid head",
+            "the value range (--range LOW HIGH) covers all targets; predictions are clipped to it",
             "declared invariances (--invariant) are true for your data: a rotation or flip "
             "that changes the answer breaks the labels",
             "colour is the signal: no colour/white-balance augmentation, fixed camera "

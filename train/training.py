@@ -284,7 +284,7 @@ def _make_spec(cfg: TrainConfig, ds: Any, train_targets: np.ndarray) -> ModelSpe
         if cfg.value_range is None:
             lo, hi = float(np.min(train_targets)), float(np.max(train_targets))
             span = hi - lo if hi > lo else max(1.0, abs(hi) * 0.1)
-            # A margin: a sigmoid never reaches 0 or 1, and new data may go a bit beyond.
+            # A margin: outputs are clipped to the range, and new data may go a bit beyond.
             lo, hi = lo - 0.05 * span, hi + 0.05 * span
             cfg.value_range = [round(lo, 6), round(hi, 6)]
         value_range = (float(cfg.value_range[0]), float(cfg.value_range[1]))
