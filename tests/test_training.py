@@ -119,22 +119,27 @@ def test_heads_obey_the_output_contract_and_load_in_safe_mode(tmp_path: Path) ->
         np.testing.assert_allclose(np.asarray(loaded(x, training=False)), y, atol=1e-5)
 
 
-def test_class_head_is_a_local_detector_on_a_stride_16_map() -> None:
+def test_class_and_keypoints_heads_read_a_stride_16_map() -> None:
     """A small defect must survive to the output: the class model cuts MobileNetV2 at
     stride 16 and max-pools a 1x1 detector (a global average over the last, stride-32 map
     kept the class sample data at the majority baseline)."""
     import keras
 
-    from train.models import CLASS_CUT_LAYER, build_model, get_backbone
+    from train.models import STRIDE16_CUT_LAYER, build_model, get_backbone
 
     model = build_model(_spec("class", 64), alpha=0.35, weights="none")
     bb = get_backbone(model)
-    assert bb.layers[-1].name == CLASS_CUT_LAYER
+    assert bb.layers[-1].name == STRIDE16_CUT_LAYER
     assert tuple(bb.output.shape[1:3]) == (4, 4)  # 64 / 16
     assert isinstance(model.get_layer("head_pool"), keras.layers.GlobalMaxPooling2D)
-    # the other tasks keep the whole backbone (stride 32)
-    point = build_model(_spec("point", 64), alpha=0.35, weights="none")
-    assert tuple(get_backbone(point).output.shape[1:3]) == (2, 2)
+    # keypoints (local corners) use the same stride-16 map, flattened to keep positions
+    kp = build_model(_spec("keypoints", 64), alpha=0.35, weights="none")
+    assert tuple(get_backbone(kp).output.shape[1:3]) == (4, 4)
+    assert isinstance(kp.get_layer("head_flatten"), keras.layers.Flatten)
+    # point and value keep the whole backbone (stride 32)
+    for task in ("point", "value"):
+        m = build_model(_spec(task, 64), alpha=0.35, weights="none")
+        assert tuple(get_backbone(m).output.shape[1:3]) == (2, 2)
 
 
 # --------------------------------------------------------------------------- a short real run

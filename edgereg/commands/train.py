@@ -79,7 +79,9 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
     help="imagenet (pretrained), none (from scratch), or PATH to a .pth/.weights.h5 file.",
 )
 @click.option(
-    "--epochs", type=click.IntRange(1), help="Total epochs (default: ~1500 steps, 15-80)."
+    "--epochs",
+    type=click.IntRange(1),
+    help="Total epochs (default: ~1500 steps, 15-80; keypoints ~2400, 15-120).",
 )
 @click.option(
     "--warmup-epochs", type=click.IntRange(1), help="Head-only epochs (default: 15 % of them)."
