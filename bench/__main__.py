@@ -323,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     results = load_results(a.out / "results.json") if not a.quick else {"tasks": []}
     results.update(this_run)
     if a.render_only:
+        if not results["tasks"]:
+            ap.error(f"--render-only: no full-mode results in {a.out / 'results.json'}")
         tasks = []
     for t in tasks:
         res = bench_task(t, a.out, a.quick, not a.no_handrolled)
