@@ -9,6 +9,8 @@ Output contract (see :mod:`edge_runtime.spec`): ONE output tensor named ``output
   would throw the layout away), then dense layers.
 - value: the target normalized over ``spec.value_range`` to [0, 1], from a linear output
   layer; the decoder clips to the range.
+- class: softmax probabilities over ``spec.class_names`` (trained with a sparse
+  categorical cross-entropy on class indices, so one-hot/loss mismatches cannot happen).
 
 Why linear, not sigmoid: measured on the point sample set, a sigmoid output trained to
 3.38 px and a linear one to 2.45 px in the same steps, and a full-int8 sigmoid loses
@@ -16,9 +18,8 @@ precision twice: its logit is an int8 tensor (a step of ~6/256 in logit space is
 1.5/256 of the frame after the sigmoid's slope) and TFLite then fixes the LOGISTIC output
 to 256 steps over [0, 1]. A linear output's int8 range is calibrated to the targets'
 own range. The output bias starts at 0.5 (the middle of the frame / range) with a small
-kernel, so the first predictions are inside [0, 1].
-- class: softmax probabilities over ``spec.class_names`` (trained with a sparse
-  categorical cross-entropy on class indices, so one-hot/loss mismatches cannot happen).
+kernel, so the first predictions are inside [0, 1]. Keypoints read the stride-16 map
+(as class does): see ``_stride16_trunk``.
 
 No Lambda layers: the file loads with ``safe_mode=True``. Import this module before
 ``keras.saving.load_model`` so anything registered here is known.
