@@ -29,17 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.atomic import atomic_write_text
+from edgereg.commands.demo import TASK_TRAIN_ARGS
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 TASKS = ("point", "value", "keypoints", "class")
-TRAIN_ARGS = {
-    "point": [],
-    "value": ["--range", "80", "350", "--invariant", "rot90,flip"],
-    "keypoints": [],
-    "class": ["--invariant", "rot90,flip", "--epochs", "30"],
-}
 QUICK_SAMPLES = ["--n", "24", "--n-val", "12"]
 QUICK_TRAIN = ["--epochs", "2", "--input-size", "64", "--weights", "none", "--alpha", "0.35"]
 #: The accuracy bars from the training issue (and the int8 bar from the conversion issue).
@@ -107,7 +102,7 @@ def bench_task(task: str, out: Path, quick: bool, handrolled: bool) -> dict[str,
     else:
         edgereg(
             "train", data / "train", "--task", task, "--val", data / "val", "--out", run,
-            *TRAIN_ARGS[task], *(QUICK_TRAIN if quick else []),
+            *TASK_TRAIN_ARGS[task], *(QUICK_TRAIN if quick else []),
         )  # fmt: skip
         res["train_s"] = time.monotonic() - t
         took.write_text(f"{res['train_s']:.1f}\n")
@@ -180,12 +175,12 @@ def _g(v: Any, nd: int = 3) -> str:
     return str(v)
 
 
-def render(results: dict[str, Any], command: str) -> str:
+def render(results: dict[str, Any]) -> str:
     from train.metrics import primary_metric  # noqa: F401  (documents where keys come from)
 
     runs: dict[str, list[str]] = {}  # one line per bench run that produced some tasks
     for r in results["tasks"]:
-        run = r.get("run") or {"command": command, "machine": results["machine"]}
+        run = r["run"]  # set by main(), or by load_results() for older results
         m = run["machine"]
         line = (
             f"`{run['command']}` on {m['date']}: {m['cpu']}, {m['cores']} cores, {m['arch']}; "
@@ -333,11 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         results["tasks"].sort(key=lambda r: TASKS.index(r["task"]))
         atomic_write_text(a.out / "results.json", json.dumps(results, indent=2, default=str))
         if not a.quick and not a.no_doc:  # publish each task as it completes
-            write_doc(render(results, command))
+            write_doc(render(results))
     if not a.render_only:
         results["train_pipeline"] = train_pipeline(a.out, a.quick)
         atomic_write_text(a.out / "results.json", json.dumps(results, indent=2, default=str))
-    section = render(results, command)
+    section = render(results)
     (a.out / "benchmarks_section.md").write_text(section + "\n")
     print(section)
     if not a.quick and not a.no_doc:

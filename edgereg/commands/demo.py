@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+#: The recipe arguments for each sample dataset; `python -m bench` trains with the same.
 TASK_TRAIN_ARGS: dict[str, list[str]] = {
     "point": [],
     "value": ["--range", "80", "350", "--invariant", "rot90,flip"],
