@@ -100,7 +100,7 @@ def soak(model: Path, video: Path, frames: int, mode: str, threads: int | None) 
             res = p.predict(frame.image, frame.timestamp_ms)
             latency = (time.monotonic() - frame.captured) * 1000.0
             sink.write(frame, res, latency)
-            annotate(frame.image, res)
+            annotate(frame.image, res, p.spec)
             lat[i] = res.total_ms
             if i + 1 == warm:
                 rss_warm = rss_mb()

@@ -25,7 +25,7 @@ import numpy as np
 from .errors import ModelFileError, SpecError
 from .interpreter import dequantize, make_interpreter, quant_params, quantize
 from .metadata import read_model_bytes, spec_from_model_bytes
-from .postprocess import Result, decode_result, invert_transform, set_probabilities
+from .postprocess import Result, decode_result
 from .preprocess import (
     Roi,
     apply_transform,
@@ -34,7 +34,6 @@ from .preprocess import (
     parse_roi,
     resize_to_input,
     swap_rb,
-    tta_transforms,
 )
 from .smoothing import make_smoother
 from .spec import MAX_SPEC_BYTES, ModelSpec
@@ -121,7 +120,8 @@ class Predictor:
         self._swap = self.color_order != spec.color_order
         h, w = spec.input_height, spec.input_width
         self._rgb = np.empty((h, w, 3), np.uint8)  # colour-swap buffer, reused every frame
-        self._transforms = tta_transforms(spec) if options.tta else ["identity"]
+        self.task = spec.task_kind
+        self._transforms = self.task.tta_transforms(spec) if options.tta else ["identity"]
         self.smoother = make_smoother(options.smoothing, **options.smoothing_params)
         self._closed = False
 
@@ -251,17 +251,14 @@ class Predictor:
             res = decode_result(spec, raw, fw, fh, self.roi)
         else:
             invoke_ms = 0.0
-            raws, pts = [], []
+            raws, decoded = [], []
             for name in self._transforms:
                 r, ms = self._invoke(apply_transform(img, name))
                 invoke_ms += ms
-                if spec.task in ("point", "keypoints"):
-                    pts.append(invert_transform(spec.decode_output(r), name, spec))
-                    raws.append(pts[-1].reshape(-1))
-                else:
-                    raws.append(r)
+                raws.append(r)
+                decoded.append(self.task.tta_invert(spec, spec.decode_output(r), name))
             raw = np.mean(raws, axis=0, dtype=np.float32)
-            res = decode_result(spec, raw, fw, fh, self.roi, np.mean(pts, axis=0) if pts else None)
+            res = decode_result(spec, raw, fw, fh, self.roi, self.task.tta_merge(spec, decoded))
         res.invoke_ms = invoke_ms
         res.timestamp_ms = timestamp_ms
         res.total_ms = (time.perf_counter() - t0) * 1000.0
@@ -271,14 +268,8 @@ class Predictor:
         t = res.timestamp_ms if res.timestamp_ms is not None else time.monotonic() * 1000.0
         f = self.smoother
         assert f is not None
-        if res.points is not None:
-            res.points = f(res.points, t).astype(np.float32)
-            w, h = res.frame_size or (1, 1)
-            res.points_px = res.points * np.array([w, h], dtype=np.float32)
-        elif res.value is not None:
-            res.value = float(f(np.array([res.value]), t)[0])
-        elif res.probabilities is not None:
-            set_probabilities(res, self.spec, f(np.array(list(res.probabilities.values())), t))
+        vec = self.task.smoothing_vector(self.spec, res)
+        self.task.apply_smoothed(self.spec, res, f(vec, t))
 
     def reset_smoothing(self) -> None:
         """Forget smoothing state (e.g. after the camera was reopened)."""

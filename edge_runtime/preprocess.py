@@ -105,26 +105,8 @@ def prepare(
 
 
 # --------------------------------------------------------------------------- TTA transforms
-def tta_transforms(spec: ModelSpec) -> list[str]:
-    """Image transforms to average over: identity plus one per invariance the spec states.
-
-    ``rot90`` gives 90/180/270 degrees (square inputs only); ``rotate`` gives +/-15 degrees
-    and is used for value/class tasks only (coordinates would leave the frame).
-    """
-    out = ["identity"]
-    square = spec.input_height == spec.input_width
-    for inv in spec.invariances:
-        if inv in ("hflip", "vflip"):
-            out.append(inv)
-        elif inv == "rot90" and square:
-            out += ["rot90", "rot180", "rot270"]
-        elif inv == "rotate" and spec.task in ("value", "class"):
-            out += ["rot+15", "rot-15"]
-    return list(dict.fromkeys(out))
-
-
 def apply_transform(img: np.ndarray, name: str) -> np.ndarray:
-    """Apply a TTA transform (see :func:`tta_transforms`) to an HxWxC image."""
+    """Apply a TTA transform (a task's ``tta_transforms``) to an HxWxC image."""
     if name == "identity":
         return img
     if name == "hflip":

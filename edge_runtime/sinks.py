@@ -37,6 +37,7 @@ import numpy as np
 
 from .atomic import replace_into, temp_beside
 from .errors import OutputError
+from .tasks.base import fmt_number
 
 __all__ = [
     "JsonlSink",
@@ -148,53 +149,25 @@ class JsonlSink:
 def csv_columns(spec: Any) -> list[str]:
     """Flat CSV columns for a model spec's task.
 
-    Always ``frame, t, latency_ms, invoke_ms, file``, then per task:
-    point ``x, y, x_px, y_px``; keypoints ``kp0_x, kp0_y, kp0_x_px, kp0_y_px, kp1_x, ...``;
-    value ``value``; class ``label, p_<class name>...``. x, y are normalized [0, 1] of
-    the frame (origin top-left); ``_px`` are pixels of the frame.
+    Always ``frame, t, latency_ms, invoke_ms, file``, then the task's own columns
+    (``edge_runtime/tasks``): point ``x, y, x_px, y_px``; keypoints ``kp0_x, kp0_y,
+    kp0_x_px, kp0_y_px, kp1_x, ...``; value ``value``; class ``label, p_<class name>...``;
+    angle ``angle`` (and ``reading`` on a gauge). x, y are normalized [0, 1] of the frame
+    (origin top-left); ``_px`` are pixels of the frame.
     """
-    cols = ["frame", "t", "latency_ms", "invoke_ms", "file"]
-    if spec.task == "point":
-        cols += ["x", "y", "x_px", "y_px"]
-    elif spec.task == "keypoints":
-        for k in range(spec.num_keypoints):
-            cols += [f"kp{k}_x", f"kp{k}_y", f"kp{k}_x_px", f"kp{k}_y_px"]
-    elif spec.task == "value":
-        cols += ["value"]
-    else:
-        cols += ["label"] + [f"p_{name}" for name in spec.class_names]
-    return cols
-
-
-def _num(v: Any, digits: int = 6) -> str:
-    if v is None:
-        return ""
-    f = float(v)
-    if not math.isfinite(f):
-        return ""
-    return repr(round(f, digits))
+    return ["frame", "t", "latency_ms", "invoke_ms", "file", *spec.task_kind.csv_columns(spec)]
 
 
 def csv_row(spec: Any, frame: Any, result: Any, latency_ms: float) -> list[str]:
     """The CSV row for one frame, matching :func:`csv_columns`."""
-    row = [
+    return [
         str(int(frame.index)),
-        _num(frame.timestamp_ms, 3),
-        _num(latency_ms, 3),
-        _num(getattr(result, "invoke_ms", None), 3),
+        fmt_number(frame.timestamp_ms, 3),
+        fmt_number(latency_ms, 3),
+        fmt_number(getattr(result, "invoke_ms", None), 3),
         frame.name or "",
+        *spec.task_kind.csv_values(spec, result),
     ]
-    if spec.task in ("point", "keypoints"):
-        pts = np.asarray(result.points, dtype=np.float64).reshape(-1, 2)
-        px = np.asarray(result.points_px, dtype=np.float64).reshape(-1, 2)
-        for k in range(len(pts)):
-            row += [_num(pts[k, 0]), _num(pts[k, 1]), _num(px[k, 0], 2), _num(px[k, 1], 2)]
-    elif spec.task == "value":
-        row += [_num(result.value)]
-    else:
-        probs = result.probabilities or {}
-        row += [str(result.label)] + [_num(probs.get(n)) for n in spec.class_names]
-    return row
 
 
 class CsvSink:

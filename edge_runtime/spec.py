@@ -22,16 +22,26 @@ from typing import Any
 
 import numpy as np
 
+from . import tasks
 from .errors import SpecError
+from .tasks import DeviceTask
 
 SPEC_VERSION = 1
-TASKS = ("point", "keypoints", "value", "class")
 COLOR_ORDERS = ("RGB", "BGR")
 INVARIANCES = ("hflip", "vflip", "rot90", "rotate")
 # "flip" on the command line means both mirrors.
 INVARIANCE_ALIASES = {"flip": ("hflip", "vflip")}
 RESIZE_MODES = ("stretch",)
 INTERPOLATIONS = ("area", "linear")
+
+#: Task-specific fields and their defaults (a task may read only its own).
+TASK_FIELD_DEFAULTS: dict[str, Any] = {
+    "num_keypoints": 0,
+    "value_range": None,
+    "class_names": (),
+    "flip_pairs": (),
+    "params": {},
+}
 
 #: A spec is small. Anything larger or deeper is refused before it is parsed further.
 MAX_SPEC_BYTES = 64 * 1024
@@ -57,15 +67,22 @@ class ModelSpec:
     #: How a frame (or ROI) becomes the model input: stretched to the input size.
     resize: str = "stretch"
     interpolation: str = "area"
-    #: point: 1; keypoints: K; value/class: 0.
+    # Task-specific fields: each task kind reads some (its ``spec_fields``, see
+    # edge_runtime/tasks); the others must keep these defaults.
+    #: point: 1; keypoints: K.
     num_keypoints: int = 0
     #: value: (lo, hi) in the user's units; the model outputs (v - lo) / (hi - lo).
     value_range: tuple[float, float] | None = None
-    units: str = ""
-    target_name: str = "value"
     class_names: tuple[str, ...] = ()
     #: keypoints that swap under a horizontal flip, as 0-based index pairs.
     flip_pairs: tuple[tuple[int, int], ...] = ()
+    #: Any other task's parameters (JSON-safe), checked by that task (e.g. angle's zero).
+    params: Mapping[str, Any] = field(default_factory=dict)
+    # Shared by every task.
+    #: The user's units of the answer (mg/L, bar), shown with results.
+    units: str = ""
+    #: The label column(s) the model was trained on.
+    target_name: str = "value"
     #: transforms of the image under which the target does not change.
     invariances: tuple[str, ...] = ()
     backbone: str = ""
@@ -86,21 +103,12 @@ class ModelSpec:
     @property
     def output_size(self) -> int:
         """Number of values in the model's (single) output tensor."""
-        if self.task in ("point", "keypoints"):
-            return 2 * self.num_keypoints
-        if self.task == "value":
-            return 1
-        return len(self.class_names)
+        return self.task_kind.output_size(self)
 
     @property
-    def output_decoding(self) -> str:
-        """How raw outputs become results: ``coords01``, ``affine`` or ``probabilities``."""
-        return {
-            "point": "coords01",
-            "keypoints": "coords01",
-            "value": "affine",
-            "class": "probabilities",
-        }[self.task]
+    def task_kind(self) -> DeviceTask:
+        """The task's definition on the device (``edge_runtime/tasks``)."""
+        return tasks.get(self.task)
 
     # ----------------------------------------------------------------- validation
     def validate(self) -> None:
@@ -110,8 +118,7 @@ class ModelSpec:
                 f"spec_version: this edgereg reads version {SPEC_VERSION}, the model has "
                 f"{self.spec_version!r}; upgrade edgereg or re-export the model"
             )
-        if self.task not in TASKS:
-            raise SpecError(f"task: {self.task!r} is not one of {', '.join(TASKS)}")
+        task = tasks.get(self.task)  # SpecError naming the known tasks
         for name in ("input_height", "input_width"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not 8 <= v <= 4096:
@@ -130,61 +137,34 @@ class ModelSpec:
         k = self.num_keypoints
         if not isinstance(k, int) or isinstance(k, bool):
             raise SpecError(f"num_keypoints: must be an integer, got {k!r}")
-        if self.task == "point" and k != 1:
-            raise SpecError(f"num_keypoints: a point task has exactly 1, got {k}")
-        if self.task == "keypoints" and not 1 <= k <= 256:
-            raise SpecError(f"num_keypoints: a keypoints task needs 1 to 256, got {k}")
-        if self.task in ("value", "class") and k != 0:
-            raise SpecError(f"num_keypoints: must be 0 for a {self.task} task, got {k}")
-        if self.task == "value":
-            if self.value_range is None:
-                raise SpecError("value_range: a value task needs [low, high] in the user's units")
-            vlo, vhi = _pair(self.value_range, "value_range")
-            if not vhi > vlo:
-                raise SpecError(f"value_range: high must be above low, got {self.value_range!r}")
-        elif self.value_range is not None:
-            raise SpecError(f"value_range: only a value task has one, this is {self.task}")
-        if self.task == "class":
-            names = self.class_names
-            if len(names) < 2:
-                raise SpecError(f"class_names: a class task needs at least 2, got {len(names)}")
-            if any(not isinstance(n, str) or not n for n in names):
-                raise SpecError("class_names: every name must be a non-empty string")
-            if len(set(names)) != len(names):
-                raise SpecError("class_names: names must be unique")
-        elif self.class_names:
-            raise SpecError(f"class_names: only a class task has them, this is {self.task}")
-        for pair in self.flip_pairs:
-            if (
-                len(pair) != 2
-                or not all(isinstance(i, int) and 0 <= i < max(k, 1) for i in pair)
-                or pair[0] == pair[1]
-            ):
-                raise SpecError(
-                    f"flip_pairs: {pair!r} must be two different keypoint indices below {k}"
-                )
+        if not isinstance(self.params, Mapping):
+            raise SpecError("params: must be a JSON object")
+        self._validate_task_fields(task)
         for inv in self.invariances:
             if inv not in INVARIANCES:
                 raise SpecError(f"invariances: {inv!r} is not one of {', '.join(INVARIANCES)}")
         if not isinstance(self.extra, Mapping):
             raise SpecError("extra: must be a JSON object")
+        task.validate_spec(self)
 
-    # ----------------------------------------------------------------- targets
-    def encode_target(self, target: np.ndarray) -> np.ndarray:
-        """User-unit labels -> what the model is trained to output (float32)."""
-        t = np.asarray(target, dtype=np.float32)
-        if self.task == "value":
-            lo, hi = self.value_range  # type: ignore[misc]
-            return ((t - lo) / (hi - lo)).astype(np.float32)
-        return t
+    def _validate_task_fields(self, task: DeviceTask) -> None:
+        """A task-specific field the task does not read must keep its default."""
+        for name, default in TASK_FIELD_DEFAULTS.items():
+            if name in task.spec_fields or getattr(self, name) == default:
+                continue
+            owners = [t.name for t in tasks.tasks() if name in t.spec_fields]
+            raise SpecError(
+                f"{name}: a {self.task} model has none; it belongs to "
+                f"{' and '.join(owners) or 'no task'} models"
+            )
 
+    # ----------------------------------------------------------------- outputs
     def decode_output(self, raw: np.ndarray) -> np.ndarray:
         """The model's raw output (last axis = ``output_size``) -> the user's units.
 
-        point/keypoints: (..., K, 2) normalized x, y, bounded to [0, 1]; value: (...,) in
-        units, bounded to ``value_range``; class: (..., C) probabilities. The bounds are
-        applied here because regression heads are linear (finer int8 outputs than a
-        sigmoid, see train/models.py).
+        The task decides the form (edge_runtime/tasks): point/keypoints (..., K, 2)
+        normalized x, y bounded to [0, 1]; value (...,) in units bounded to
+        ``value_range``; class (..., C) probabilities; angle (...,) degrees.
         """
         y = np.asarray(raw, dtype=np.float32)
         if y.shape[-1] != self.output_size:
@@ -192,17 +172,13 @@ class ModelSpec:
                 f"output: the spec expects {self.output_size} values per frame, "
                 f"the model gave {y.shape[-1]}"
             )
-        if self.task in ("point", "keypoints"):
-            return np.clip(y, 0.0, 1.0).reshape(*y.shape[:-1], self.num_keypoints, 2)
-        if self.task == "value":
-            lo, hi = self.value_range  # type: ignore[misc]
-            return (lo + np.clip(y[..., 0], 0.0, 1.0) * (hi - lo)).astype(np.float32)
-        return y
+        return self.task_kind.decode(self, y)
 
     # ----------------------------------------------------------------- (de)serialization
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["extra"] = dict(self.extra)
+        d["params"] = dict(self.params)
         return _jsonable(d)
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -31,20 +31,20 @@ def result_for(task: str) -> Result:
         return Result(
             task,
             np.array([0.25, 0.5], np.float32),
-            points=np.array([[0.25, 0.5]]),
-            points_px=np.array([[16.0, 24.0]]),
+            {"points": np.array([[0.25, 0.5]]), "points_px": np.array([[16.0, 24.0]])},
             invoke_ms=1.5,
         )
     if task == "keypoints":
         pts = np.array([[0.1, 0.2], [0.9, 0.8]])
-        return Result(task, pts.ravel(), points=pts, points_px=pts * [64, 48], invoke_ms=1.5)
+        return Result(
+            task, pts.ravel(), {"points": pts, "points_px": pts * [64, 48]}, invoke_ms=1.5
+        )
     if task == "value":
-        return Result(task, np.array([0.5], np.float32), value=215.0, invoke_ms=1.5)
+        return Result(task, np.array([0.5], np.float32), {"value": 215.0}, invoke_ms=1.5)
     return Result(
         task,
         np.array([0.3, 0.7], np.float32),
-        label="full",
-        probabilities={"empty": 0.3, "full": 0.7},
+        {"label": "full", "probabilities": {"empty": 0.3, "full": 0.7}},
         invoke_ms=1.5,
     )
 
@@ -155,7 +155,7 @@ def test_preview_with_display_but_no_gui_support_turns_itself_off(monkeypatch, c
 @pytest.mark.parametrize("task", list(SPECS))
 def test_annotate_draws_without_touching_the_input(task):
     img = np.full((48, 64, 3), 90, np.uint8)
-    out = annotate(img, result_for(task), roi=(2, 2, 40, 30), status="10 fps")
+    out = annotate(img, result_for(task), SPECS[task], roi=(2, 2, 40, 30), status="10 fps")
     assert (img == 90).all()
     assert out.shape == img.shape and (out != 90).any()
     if task == "point":

@@ -289,7 +289,11 @@ def cli(
                     sink.write(frame, result, latency_ms)
                 if video is not None or (window is not None and window.enabled):
                     drawn = annotate(
-                        frame.image, result, roi=roi_t, status=f"{meter.fps():.1f} fps"
+                        frame.image,
+                        result,
+                        predictor.spec,
+                        roi=roi_t,
+                        status=f"{meter.fps():.1f} fps",
                     )
                     if video is not None:
                         video.write(drawn)

@@ -1,0 +1,152 @@
+"""What ``point`` and ``keypoints`` share on the device: K normalized (x, y) pairs.
+
+Coordinates are normalized to [0, 1] of the frame (or ROI) the model saw, origin top-left
+(the top-left CORNER of the image; pixel ``i`` covers ``[i, i + 1)``), x right, y down.
+The model's output is K (x, y) pairs from a linear layer; decoding bounds them to [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import cv2
+import numpy as np
+
+from ..draw import put_text
+from ..errors import SpecError
+from .base import DeviceTask, FrameGeometry, fmt_number
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..postprocess import Result
+    from ..spec import ModelSpec
+
+#: BGR colours for keypoints 0, 1, 2, ... (cycled).
+PALETTE = (
+    (0, 0, 255),
+    (0, 200, 0),
+    (255, 0, 0),
+    (0, 200, 255),
+    (255, 0, 255),
+    (255, 255, 0),
+)
+
+
+class CoordinatesTask(DeviceTask):
+    """K normalized (x, y) points per frame; ``points`` and ``points_px`` in results."""
+
+    spec_fields: ClassVar[frozenset[str]] = frozenset({"num_keypoints", "flip_pairs"})
+    #: A free rotation would move points out of the frame: never used at test time.
+    free_rotation_tta: ClassVar[bool] = False
+
+    def validate_spec(self, spec: ModelSpec) -> None:
+        k = spec.num_keypoints
+        for pair in spec.flip_pairs:
+            if (
+                len(pair) != 2
+                or not all(isinstance(i, int) and 0 <= i < k for i in pair)
+                or pair[0] == pair[1]
+            ):
+                raise SpecError(
+                    f"flip_pairs: {pair!r} must be two different keypoint indices from 0 to {k - 1}"
+                )
+
+    def output_size(self, spec: ModelSpec) -> int:
+        return 2 * spec.num_keypoints
+
+    def decode(self, spec: ModelSpec, raw: np.ndarray) -> np.ndarray:
+        y = np.asarray(raw, dtype=np.float32)
+        return np.clip(y, 0.0, 1.0).reshape(*y.shape[:-1], spec.num_keypoints, 2)
+
+    def result_fields(
+        self, spec: ModelSpec, decoded: np.ndarray, frame: FrameGeometry
+    ) -> dict[str, Any]:
+        pts = roi_to_frame(np.asarray(decoded, np.float32).reshape(-1, 2), frame)
+        return {
+            "points": pts,
+            "points_px": pts * np.array([frame.width, frame.height], dtype=np.float32),
+        }
+
+    def prediction(self, spec: ModelSpec, result: Result) -> np.ndarray:
+        return np.asarray(result.outputs["points"], np.float32).reshape(spec.num_keypoints, 2)
+
+    def apply_smoothed(self, spec: ModelSpec, result: Result, vector: np.ndarray) -> None:
+        # The smoothed points are already in the full frame: no ROI to undo again.
+        w, h = result.frame_size or (1, 1)
+        pts = np.asarray(vector, np.float32).reshape(-1, 2)
+        result.outputs["points"] = pts
+        result.outputs["points_px"] = pts * np.array([w, h], dtype=np.float32)
+
+    def tta_invert(self, spec: ModelSpec, decoded: np.ndarray, transform: str) -> np.ndarray:
+        return invert_transform(np.asarray(decoded).reshape(-1, 2), transform, spec)
+
+    def draw(self, spec: ModelSpec, image_bgr: np.ndarray, result: Result) -> None:
+        h, w = image_bgr.shape[:2]
+        radius = max(2, int(round(min(w, h) / 80)))
+        scale = max(0.35, min(w, h) / 600.0)
+        pts = np.asarray(result.outputs["points_px"], dtype=np.float64).reshape(-1, 2)
+        for k, (px, py) in enumerate(pts):
+            if not (np.isfinite(px) and np.isfinite(py)):
+                continue
+            c = (int(round(px)), int(round(py)))
+            cv2.circle(image_bgr, c, radius, PALETTE[k % len(PALETTE)], -1, cv2.LINE_AA)
+            cv2.circle(image_bgr, c, radius + 1, (0, 0, 0), 1, cv2.LINE_AA)
+            if len(pts) > 1:
+                put_text(image_bgr, str(k), (c[0] + radius + 2, c[1] - radius - 2), scale * 0.8)
+
+    def csv_values(self, spec: ModelSpec, result: Result) -> list[str]:
+        pts = np.asarray(result.outputs["points"], dtype=np.float64).reshape(-1, 2)
+        px = np.asarray(result.outputs["points_px"], dtype=np.float64).reshape(-1, 2)
+        row: list[str] = []
+        for k in range(len(pts)):
+            row += [
+                fmt_number(pts[k, 0]),
+                fmt_number(pts[k, 1]),
+                fmt_number(px[k, 0], 2),
+                fmt_number(px[k, 1], 2),
+            ]
+        return row
+
+    def int8_note(self, spec: ModelSpec, output_scale: float) -> str:
+        step = float(output_scale)
+        return (
+            f"the output is int8 with scale {step:.4g}: one step = {100 * step:.2f} % of the "
+            f"frame ({step * spec.input_width:.2f} px at the model's {spec.input_width} px input)"
+        )
+
+
+def roi_to_frame(points: np.ndarray, frame: FrameGeometry) -> np.ndarray:
+    """(K, 2) points normalized to the ROI -> normalized to the full frame."""
+    if frame.roi is None:
+        return points
+    x, y, w, h = frame.roi
+    out = np.empty_like(points, dtype=np.float32)
+    out[:, 0] = (x + points[:, 0] * w) / frame.width
+    out[:, 1] = (y + points[:, 1] * h) / frame.height
+    return out
+
+
+def invert_transform(points: np.ndarray, name: str, spec: ModelSpec) -> np.ndarray:
+    """Coordinates predicted on a transformed image -> coordinates on the original image.
+
+    ``hflip`` also swaps the spec's flip pairs (left/right keypoints trade places).
+    """
+    p = np.asarray(points, dtype=np.float32)
+    x, y = p[:, 0], p[:, 1]
+    if name == "identity":
+        return p
+    if name == "hflip":
+        out = np.stack([1 - x, y], axis=1)
+        for a, b in spec.flip_pairs:
+            out[[a, b]] = out[[b, a]]
+        return out
+    if name == "vflip":
+        return np.stack([x, 1 - y], axis=1)
+    # np.rot90 (counter-clockwise): (x, y) -> rot90: (y, 1-x); rot180: (1-x, 1-y);
+    # rot270: (1-y, x). Invert each.
+    if name == "rot90":
+        return np.stack([1 - y, x], axis=1)
+    if name == "rot180":
+        return np.stack([1 - x, 1 - y], axis=1)
+    if name == "rot270":
+        return np.stack([y, 1 - x], axis=1)
+    raise ValueError(f"transform {name!r} cannot be inverted for coordinates")

@@ -1,0 +1,164 @@
+"""What a task kind must say on the device: :class:`DeviceTask`.
+
+A task's prediction has two forms:
+
+- the *dataset form*: what ``ModelSpec.decode_output`` returns and what labels are turned
+  into (e.g. (K, 2) normalized coordinates, a value in units, class probabilities, an
+  angle in degrees) for one image, with any leading batch axes;
+- the *result fields*: the named, JSON-safe numbers of one frame's
+  :class:`edge_runtime.postprocess.Result` in the FULL frame's geometry (the ROI undone).
+
+Only numpy and OpenCV here: this runs on the device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from ..errors import SpecError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..postprocess import Result
+    from ..spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """The frame a prediction was made on: its size and the ROI the model saw."""
+
+    width: int
+    height: int
+    roi: tuple[int, int, int, int] | None = None
+
+
+class DeviceTask:
+    """One task kind, device side. Subclass it in ``edge_runtime/tasks/<module>.py``.
+
+    The defaults fit a target that does not move when the image is flipped or rotated
+    (a value, a class): override what differs.
+    """
+
+    #: The task's name in specs, on the command line and in results.
+    name: ClassVar[str] = ""
+    #: One line for ``--task`` help: what the model answers.
+    summary: ClassVar[str] = ""
+    #: Display order in help and tables (lower first).
+    order: ClassVar[int] = 100
+    #: Task-specific :class:`ModelSpec` fields this task reads. Every other task-specific
+    #: field must keep its default (see ``ModelSpec.validate``).
+    spec_fields: ClassVar[frozenset[str]] = frozenset()
+    #: Whether a free rotation (not a multiple of 90 degrees) may be used at test time.
+    free_rotation_tta: ClassVar[bool] = True
+
+    # ----------------------------------------------------------------- the spec
+    def validate_spec(self, spec: ModelSpec) -> None:
+        """Raise :class:`SpecError` naming the first task-specific field that is wrong."""
+
+    def output_size(self, spec: ModelSpec) -> int:
+        """Number of values in the model's single output tensor."""
+        raise NotImplementedError
+
+    def decode(self, spec: ModelSpec, raw: np.ndarray) -> np.ndarray:
+        """Raw outputs (..., output_size) -> the dataset form (see the module docstring)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- results
+    def result_fields(
+        self, spec: ModelSpec, decoded: np.ndarray, frame: FrameGeometry
+    ) -> dict[str, Any]:
+        """One frame's decoded prediction -> the Result's named fields (full frame)."""
+        raise NotImplementedError
+
+    def prediction(self, spec: ModelSpec, result: Result) -> np.ndarray:
+        """A Result back in the dataset form (for evaluation on whole images)."""
+        raise NotImplementedError
+
+    def smoothing_vector(self, spec: ModelSpec, result: Result) -> np.ndarray:
+        """The numbers a smoothing filter averages across frames (1-D float)."""
+        return np.asarray(self.prediction(spec, result), np.float64).reshape(-1)
+
+    def apply_smoothed(self, spec: ModelSpec, result: Result, vector: np.ndarray) -> None:
+        """Write smoothed numbers (from :meth:`smoothing_vector`) back into the result."""
+        shape = np.shape(self.prediction(spec, result))
+        decoded = np.asarray(vector, np.float32).reshape(shape)
+        frame = FrameGeometry(*(result.frame_size or (1, 1)))
+        result.outputs.update(self.result_fields(spec, decoded, frame))
+
+    # ----------------------------------------------------------------- test-time augmentation
+    def tta_transforms(self, spec: ModelSpec) -> list[str]:
+        """Transforms to average over: identity plus one per invariance the spec declares."""
+        return invariance_transforms(spec, self.free_rotation_tta)
+
+    def tta_invert(self, spec: ModelSpec, decoded: np.ndarray, transform: str) -> np.ndarray:
+        """A prediction made on a transformed image -> the prediction for the original."""
+        return decoded
+
+    def tta_merge(self, spec: ModelSpec, decoded: Sequence[np.ndarray]) -> np.ndarray:
+        """Combine the (inverted) predictions of every transform."""
+        return np.mean(np.stack([np.asarray(d, np.float32) for d in decoded]), axis=0)
+
+    # ----------------------------------------------------------------- presentation
+    def text(self, spec: ModelSpec, result: Result) -> str:
+        """A short line for the annotated frame (e.g. ``"213.4 mg/L"``)."""
+        return ""
+
+    def draw(self, spec: ModelSpec, image_bgr: np.ndarray, result: Result) -> None:
+        """Draw the result's geometry on the frame, in place (text is drawn by the caller)."""
+
+    def csv_columns(self, spec: ModelSpec) -> list[str]:
+        """The task's columns of ``edgereg run --csv`` (after frame, t, latency...)."""
+        raise NotImplementedError
+
+    def csv_values(self, spec: ModelSpec, result: Result) -> list[str]:
+        """One frame's values for :meth:`csv_columns`."""
+        raise NotImplementedError
+
+    def int8_note(self, spec: ModelSpec, output_scale: float) -> str:
+        """What one step of an int8 output means in the user's units (conversion report)."""
+        return f"the output is int8 with scale {output_scale:.4g}"
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+
+# --------------------------------------------------------------------------- shared helpers
+def invariance_transforms(spec: ModelSpec, free_rotation: bool = True) -> list[str]:
+    """identity, plus ``hflip``/``vflip`` and ``rot90/180/270`` (square inputs only) per the
+    spec's invariances, and ``rot+15``/``rot-15`` for ``rotate`` when ``free_rotation``."""
+    out = ["identity"]
+    square = spec.input_height == spec.input_width
+    for inv in spec.invariances:
+        if inv in ("hflip", "vflip"):
+            out.append(inv)
+        elif inv == "rot90" and square:
+            out += ["rot90", "rot180", "rot270"]
+        elif inv == "rotate" and free_rotation:
+            out += ["rot+15", "rot-15"]
+    return list(dict.fromkeys(out))
+
+
+def fmt_number(v: Any, digits: int = 6) -> str:
+    """A CSV cell: the number rounded to ``digits``, empty for None/NaN/inf."""
+    if v is None:
+        return ""
+    f = float(v)
+    if not math.isfinite(f):
+        return ""
+    return repr(round(f, digits))
+
+
+def check_pair(v: Any, name: str) -> tuple[float, float]:
+    """Two finite numbers (low, high), or SpecError naming ``name``."""
+    try:
+        a, b = v
+        a, b = float(a), float(b)
+    except (TypeError, ValueError, OverflowError):
+        raise SpecError(f"{name}: must be two numbers [low, high], got {v!r}") from None
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise SpecError(f"{name}: must be finite, got {v!r}")
+    return a, b
