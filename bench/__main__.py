@@ -29,21 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.atomic import atomic_write_text
-from edgereg.commands.demo import TASK_TRAIN_ARGS
+from train import tasks as train_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-TASKS = ("point", "value", "keypoints", "class")
+#: Every task kind with a sample generator (train/tasks), in the registry's order.
+TASKS = tuple(t.name for t in train_tasks.tasks() if t.samples() is not None)
 QUICK_SAMPLES = ["--n", "24", "--n-val", "12"]
 QUICK_TRAIN = ["--epochs", "2", "--input-size", "64", "--weights", "none", "--alpha", "0.35"]
-#: The accuracy bars from the training issue (and the int8 bar from the conversion issue).
-BARS = {
-    "point": "pck@0.05 ≥ 0.95 and mean error ≤ 2 % of width",
-    "value": "RMSE ≤ 4 units",
-    "keypoints": "pck@0.05 ≥ 0.95",
-    "class": "accuracy ≥ 0.98",
-}
 
 
 def log(msg: str) -> None:
@@ -102,7 +96,7 @@ def bench_task(task: str, out: Path, quick: bool, handrolled: bool) -> dict[str,
     else:
         edgereg(
             "train", data / "train", "--task", task, "--val", data / "val", "--out", run,
-            *TASK_TRAIN_ARGS[task], *(QUICK_TRAIN if quick else []),
+            *train_tasks.get(task).demo_train_args, *(QUICK_TRAIN if quick else []),
         )  # fmt: skip
         res["train_s"] = time.monotonic() - t
         took.write_text(f"{res['train_s']:.1f}\n")
@@ -122,7 +116,7 @@ def bench_task(task: str, out: Path, quick: bool, handrolled: bool) -> dict[str,
         j = out / f"runtime_{task}_{variant}.json"
         edgereg("bench", model, "--frames", 50 if quick else 500, "--json", j, capture=True)
         res["runtime"][variant] = json.loads(j.read_text())
-    if handrolled:
+    if handrolled and train_tasks.get(task).handrolled:
         res["handrolled"] = run_handrolled(task, data, run, seconds=res["train_s"], quick=quick)
     return res
 
@@ -140,6 +134,7 @@ def run_handrolled(task: str, data: Path, run: Path, seconds: float, quick: bool
     log(f"hand-rolled {task} recipe from the user question, {budget:.0f} s of training")
     hr = train_handrolled(
         spec,
+        train_tasks.get(task).handrolled,
         [s.path for s in tr.samples],
         tr.targets(),
         [s.path for s in va.samples],
@@ -205,18 +200,14 @@ def render(results: dict[str, Any]) -> str:
         "| bar |",
         "|---|---|---|---|---|---|---|",
     ]
-    shown = {
-        "point": ("pck@0.05", "mean_error_pct_width", "mean_error_px"),
-        "keypoints": ("pck@0.05", "mean_error_pct_width", "mean_error_px"),
-        "value": ("rmse", "mae", "r2"),
-        "class": ("accuracy", "macro_f1"),
-    }
     for r in results["tasks"]:
         met = r["metrics"]
         hr = r.get("handrolled", {}).get("metrics", {})
         train_time = f"{r['train_s'] / 60:.1f} min"
-        for i, k in enumerate(shown[r["task"]]):
-            task, t_time, bar = (r["task"], train_time, BARS[r["task"]]) if i == 0 else ("", "", "")
+        kind = train_tasks.get(r["task"])
+        for i, k in enumerate(kind.bench_metrics):
+            first = (r["task"], train_time, kind.bench_bar)
+            task, t_time, bar = first if i == 0 else ("", "", "")
             out.append(
                 f"| {task} | {k} | {_g(met.get(k), 4)} | {_g(met.get('baseline_' + k), 4)} | "
                 f"{_g(hr.get(k), 4)} | {t_time} | {bar} |"

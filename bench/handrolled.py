@@ -12,20 +12,25 @@ against edgereg is conservative.
   "better" Flatten-Dense(2000)-Dense(2000)-Dense(8) head, MSE.
 - class (seeds/003): Conv(32,5)-pool-Conv(64,5)-pool-Dense, with the accepted fix
   (one sigmoid output, binary cross-entropy), SGD.
+- angle (no question; what people do first): the same VGG-like net regressing the angle
+  in degrees / 360 with MSE, blind to the wrap-around at 0/360.
+
+Each task names its recipe (``handrolled`` in ``train/tasks/<task>.py``); the recipes
+here are keyed by their own names.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from edge_runtime.images import read_image
 from edge_runtime.preprocess import resize_to_input
 from edge_runtime.spec import ModelSpec
-
-INPUT_SIZE = {"point": 96, "value": 64, "keypoints": 96, "class": 96}
 
 
 @dataclass
@@ -148,8 +153,73 @@ def load_images(paths, size: int) -> np.ndarray:
     return np.stack([resize_to_input(read_image(p), size, size) for p in paths]).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """A user's hand-rolled network: its input size, how it is built, and how targets go
+    in and predictions come out (in user units, like ``spec.decode_output``)."""
+
+    input_size: int
+    build: Callable[[np.ndarray, ModelSpec, int], Any]
+    encode: Callable[[np.ndarray, ModelSpec], tuple[np.ndarray, Any]]
+    decode: Callable[[np.ndarray, Any, ModelSpec], np.ndarray]
+
+
+def _coords_in(t: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, Any]:
+    return np.asarray(t).reshape(len(t), -1).astype(np.float32), None
+
+
+def _coords_out(raw: np.ndarray, state: Any, spec: ModelSpec) -> np.ndarray:
+    return raw.reshape(len(raw), -1, 2)
+
+
+def _standardized_in(t: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, Any]:
+    t = np.asarray(t, np.float64)
+    mu, sd = float(t.mean()), float(t.std() or 1.0)
+    return ((t - mu) / sd).astype(np.float32)[:, None], (mu, sd)
+
+
+def _standardized_out(raw: np.ndarray, state: Any, spec: ModelSpec) -> np.ndarray:
+    mu, sd = state
+    return raw[:, 0] * sd + mu
+
+
+def _class_in(t: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, Any]:
+    if len(spec.class_names) == 2:
+        return np.asarray(t).astype(np.float32)[:, None], None
+    return np.asarray(t).astype(np.int64), None
+
+
+def _class_out(raw: np.ndarray, state: Any, spec: ModelSpec) -> np.ndarray:
+    if len(spec.class_names) == 2:
+        p1 = raw[:, 0]
+        return np.stack([1 - p1, p1], axis=1)
+    return raw
+
+
+def _degrees_in(t: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, Any]:
+    return (np.asarray(t, np.float32) / 360.0)[:, None], None
+
+
+def _degrees_out(raw: np.ndarray, state: Any, spec: ModelSpec) -> np.ndarray:
+    return np.mod(raw[:, 0] * 360.0, 360.0)
+
+
+RECIPES: dict[str, Recipe] = {
+    "resnet_sigmoid": Recipe(96, lambda y, s, n: _resnet_point(n), _coords_in, _coords_out),
+    "mobilenet_v1_dense": Recipe(
+        96, lambda y, s, n: _mobilenet_v1_keypoints(n, y.shape[1]), _coords_in, _coords_out
+    ),
+    "vgg_value": Recipe(64, lambda y, s, n: _vgg_value(n), _standardized_in, _standardized_out),
+    "small_cnn": Recipe(
+        96, lambda y, s, n: _cnn_class(n, len(s.class_names)), _class_in, _class_out
+    ),
+    "vgg_degrees": Recipe(96, lambda y, s, n: _vgg_value(n), _degrees_in, _degrees_out),
+}
+
+
 def train_handrolled(
     spec: ModelSpec,
+    recipe_name: str,
     train_paths,
     train_targets: np.ndarray,
     val_paths,
@@ -158,7 +228,8 @@ def train_handrolled(
     max_epochs: int = 150,
     batch_size: int = 32,
 ) -> HandrolledResult:
-    """Train the user question's own network for ``seconds`` of wall clock (or max_epochs).
+    """Train a user's own network (:data:`RECIPES`) for ``seconds`` of wall clock (or
+    ``max_epochs``).
 
     ``train_targets`` are in user units as the Dataset gives them. Returns validation
     predictions decoded to user units (same layout as ``spec.decode_output``).
@@ -166,24 +237,12 @@ def train_handrolled(
     import keras
 
     keras.utils.set_random_seed(seed)
-    task = spec.task
-    size = INPUT_SIZE[task]
+    recipe = RECIPES[recipe_name]
+    size = recipe.input_size
     x_train = load_images(train_paths, size) / 255.0
     x_val = load_images(val_paths, size) / 255.0
-    t = np.asarray(train_targets)
-    if task in ("point", "keypoints"):
-        y = t.reshape(len(t), -1).astype(np.float32)
-        model = (
-            _resnet_point(size) if task == "point" else _mobilenet_v1_keypoints(size, y.shape[1])
-        )
-    elif task == "value":
-        mu, sd = float(t.mean()), float(t.std() or 1.0)
-        y = ((t - mu) / sd).astype(np.float32)[:, None]
-        model = _vgg_value(size)
-    else:
-        y = t.astype(np.float32)[:, None] if len(spec.class_names) == 2 else t.astype(np.int64)
-        model = _cnn_class(size, len(spec.class_names))
-
+    y, state = recipe.encode(np.asarray(train_targets), spec)
+    model = recipe.build(y, spec, size)
     deadline = time.monotonic() + seconds
 
     class _Budget(keras.callbacks.Callback):
@@ -197,19 +256,10 @@ def train_handrolled(
     )
     seconds_used = time.monotonic() - start
     raw = model.predict(x_val, batch_size=64, verbose=0)
-    if task in ("point", "keypoints"):
-        pred = raw.reshape(len(raw), -1, 2)
-    elif task == "value":
-        pred = raw[:, 0] * sd + mu
-    elif len(spec.class_names) == 2:
-        p1 = raw[:, 0]
-        pred = np.stack([1 - p1, p1], axis=1)
-    else:
-        pred = raw
     return HandrolledResult(
-        task=task,
+        task=spec.task,
         epochs=len(hist.history.get("loss", [])),
         seconds=seconds_used,
         params=int(model.count_params()),
-        y_pred=np.asarray(pred, dtype=np.float32),
+        y_pred=np.asarray(recipe.decode(raw, state, spec), dtype=np.float32),
     )

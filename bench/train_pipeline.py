@@ -64,9 +64,11 @@ def measure(task: str, n_images: int, steps: int, weights: str, alpha: float) ->
     augment_batch(aug, x, y, 0, 1)
     aug_s = time.perf_counter() - t0
 
+    from train import tasks
     from train.models import build_model
 
-    bs = default_batch_size(5000 if task == "value" else 120)
+    # the batch size a default run on the task's full sample set would use
+    bs = default_batch_size(tasks.get(task).samples().counts[0])
     try:
         model = build_model(spec, alpha=alpha, weights=weights)
         used = weights

@@ -130,16 +130,6 @@ def int8_output_note(spec: ModelSpec, output_scale: float) -> str:
     """What the int8 output's resolution means in the user's units (for the report).
 
     ``output_scale`` is the scale of the model's last int8 tensor (its output, or the
-    input of the DEQUANTIZE that makes a float output).
+    input of the DEQUANTIZE that makes a float output); the task says what a step means.
     """
-    step = float(output_scale)
-    if spec.task in ("point", "keypoints"):
-        return (
-            f"the output is int8 with scale {step:.4g}: one step = {100 * step:.2f} % of the "
-            f"frame ({step * spec.input_width:.2f} px at the model's {spec.input_width} px input)"
-        )
-    if spec.task == "value":
-        lo, hi = spec.value_range  # type: ignore[misc]
-        units = f" {spec.units}" if spec.units else ""
-        return f"the output is int8 with scale {step:.4g}: one step = {(hi - lo) * step:.3g}{units}"
-    return f"softmax output is int8 with scale {step:.4g}: probabilities in steps of {step:.3g}"
+    return spec.task_kind.int8_note(spec, output_scale)

@@ -23,6 +23,7 @@ from edge_runtime.errors import QualityGateError
 from edge_runtime.images import read_image
 from edge_runtime.preprocess import resize_to_input
 from edge_runtime.spec import ModelSpec
+from train import tasks
 from train.metrics import compute_metrics, primary_metric
 
 
@@ -166,30 +167,13 @@ def measure_latency(path: str | Path, num_threads: int | None, runs: int = 50) -
 def disagreement(
     spec: ModelSpec, raw: np.ndarray, ref: np.ndarray, image_sizes: np.ndarray
 ) -> tuple[list[dict[str, float]], dict[str, float]]:
-    """Per-output max/mean |raw - ref| in model units, and a user-unit summary."""
+    """Per-output max/mean |raw - ref| in model units, and the task's user-unit summary."""
     d = np.abs(raw - ref)
     per = [
         {"index": int(i), "max": float(d[:, i].max()), "mean": float(d[:, i].mean())}
         for i in range(d.shape[1])
     ]
-    if spec.task in ("point", "keypoints"):
-        wh = np.asarray(image_sizes, np.float32)[:, None, :]
-        k = spec.num_keypoints
-        px = np.linalg.norm((raw - ref).reshape(-1, k, 2) * wh, axis=-1)
-        user = {"max_px": float(px.max()), "mean_px": float(px.mean())}
-    elif spec.task == "value":
-        lo, hi = spec.value_range  # type: ignore[misc]
-        u = d[:, 0] * (hi - lo)
-        user = {
-            f"max_{spec.units or 'units'}": float(u.max()),
-            f"mean_{spec.units or 'units'}": float(u.mean()),
-        }
-    else:
-        user = {
-            "max_probability": float(d.max()),
-            "label_agreement": float((raw.argmax(1) == ref.argmax(1)).mean()),
-        }
-    return per, user
+    return per, tasks.get(spec.task).disagreement(spec, raw, ref, image_sizes)
 
 
 @dataclass

@@ -40,7 +40,14 @@ def write_heldout_video(val_dir: Path, out: Path, task: str) -> tuple[Path, int]
     return out, len(ds.samples)
 
 
+#: Keys of a JSON result that every task has; the rest are the task's own fields.
+_COMMON_KEYS = {"task", "raw", "invoke_ms", "total_ms", "timestamp_ms"}
+
+
 def _jsonl_predictions(path: Path, spec: ModelSpec) -> tuple[np.ndarray, list[float]]:
+    """What ``edgereg run`` printed, back in the task's dataset form (and the latencies)."""
+    from edge_runtime.postprocess import Result
+
     preds, lat = [], []
     for line in path.read_text().splitlines():
         if not line.strip():
@@ -48,12 +55,9 @@ def _jsonl_predictions(path: Path, spec: ModelSpec) -> tuple[np.ndarray, list[fl
         rec = json.loads(line)
         r = rec["result"]
         lat.append(float(rec.get("latency_ms") or r.get("total_ms") or 0.0))
-        if spec.task in ("point", "keypoints"):
-            preds.append(np.asarray(r["points"], dtype=np.float32))
-        elif spec.task == "value":
-            preds.append(float(r["value"]))
-        else:
-            preds.append([r["probabilities"][c] for c in spec.class_names])
+        fields = {k: v for k, v in r.items() if k not in _COMMON_KEYS}
+        res = Result(spec.task, np.asarray(r["raw"], np.float32), fields)
+        preds.append(spec.task_kind.prediction(spec, res))
     return np.asarray(preds, dtype=np.float32), lat
 
 

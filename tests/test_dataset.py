@@ -16,12 +16,12 @@ import pytest
 
 from edge_runtime.errors import DataError
 from train.dataset import (
-    MIN_IMAGES_PER_CLASS,
     check_dataset,
     load_dataset,
     load_run_splits,
     split_dataset,
 )
+from train.tasks.classification import MIN_IMAGES_PER_CLASS
 
 
 def _img(path: Path, w: int = 40, h: int = 30, seed: int = 0, channels: int = 3) -> Path:

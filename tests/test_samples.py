@@ -19,6 +19,10 @@ import pytest
 from edge_runtime.errors import DataError
 from train import samples as S
 from train.dataset import check_dataset, load_dataset
+from train.tasks import classification as C
+from train.tasks import keypoints as K
+from train.tasks import point as P
+from train.tasks import value as V
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -55,16 +59,17 @@ def test_generators_write_contract_datasets(tmp_path, task, n, header):
     assert len(_csv(out / "val" / "labels.csv")) == 4
     ds = load_dataset(out / "train", task)
     assert len(ds) == n and ds.dropped == 0
-    h, w = S.SIZES[task]
+    gen = S.sample_set(task)
+    h, w = gen.size
     assert {(s.width, s.height) for s in ds.samples} == {(w, h)}
     if task == "class":
         assert ds.class_names == ("defect", "ok")
-        assert np.bincount(ds.targets()).tolist() == [round(n * S.DEFECT_FRACTION), n - 6]
+        assert np.bincount(ds.targets()).tolist() == [round(n * C.DEFECT_FRACTION), n - 6]
     else:
         # val is a full contract dataset too
         assert check_dataset(out / "val", task).ok
     # the written image is the scene the parameters describe, and the label is its label
-    params_fn, render_fn, label_fn = S._GENERATORS[task]
+    params_fn, render_fn, label_fn = gen.params, gen.render, gen.label
     kw = {"defect": bool(ds.targets()[0] == 0)} if task == "class" else {}
     p = params_fn(np.random.default_rng([1, 0, 0]), **kw)
     img, _ = render_fn(p)
@@ -75,7 +80,7 @@ def test_generators_write_contract_datasets(tmp_path, task, n, header):
     other, _ = render_fn(params_fn(np.random.default_rng([1, 0, 1]), **kw))
     c = cv2.GaussianBlur(other.astype(np.float32), (0, 0), 1.5)
     assert np.abs(a - b).mean() < 2.5 < np.abs(c - b).mean()
-    assert train_rows[1][1:] == S._label_text(task, label_fn(p)).split(",")
+    assert train_rows[1][1:] == gen.label_text(label_fn(p)).split(",")
 
 
 def test_same_seed_same_bytes_and_workers_do_not_matter(tmp_path):
@@ -125,10 +130,10 @@ def test_cli_samples_make_then_data_check(tmp_path, run_cli):
 
 
 def test_labels_vary_enough_that_the_mean_fails():
-    pts = np.array([S.point_label(S.image_params("point", 0, 0, i)) for i in range(60)])
+    pts = np.array([P.point_label(S.image_params("point", 0, 0, i)) for i in range(60)])
     # predicting the mean point would be off by more than 5 % of the width on average
     assert np.linalg.norm(pts - pts.mean(0), axis=1).mean() > 0.15
-    vals = np.array([S.value_label(S.image_params("value", 0, 0, i)) for i in range(200)])
+    vals = np.array([V.value_label(S.image_params("value", 0, 0, i)) for i in range(200)])
     assert vals.min() >= 80 and vals.max() <= 350 and vals.std() > 60
 
 
@@ -137,14 +142,14 @@ def test_labels_vary_enough_that_the_mean_fails():
 def test_point_object_is_at_the_labelled_point(i):
     p = S.image_params("point", 0, 0, i)
     h, w = p["size"]
-    img, mask = S.render_point(p)
-    lx, ly = S.point_label(p)
+    img, mask = P.render_point(p)
+    lx, ly = P.point_label(p)
     px, py = lx * w - 0.5, ly * h - 0.5  # pixel-centre coordinates
     yy, xx = np.mgrid[0:h, 0:w]
     assert abs((mask * xx).sum() / mask.sum() - px) < 0.3
     assert abs((mask * yy).sum() / mask.sum() - py) < 0.3
     # remove the object, keep everything else: pixels change only around the label
-    empty, _ = S.render_point({**p, "with_object": False})
+    empty, _ = P.render_point({**p, "with_object": False})
     diff = np.abs(img.astype(np.float32) - empty.astype(np.float32)).sum(-1)
     assert diff.max() > 60
     cx, cy = (diff * xx).sum() / diff.sum(), (diff * yy).sum() / diff.sum()
@@ -153,7 +158,7 @@ def test_point_object_is_at_the_labelled_point(i):
     assert diff[far].max() <= 3
     # the object really is the marker: its quadrants show orange and teal
     inside = np.hypot(xx - px, yy - py) < 0.7 * p["radius"]
-    clean, _ = S.render_point({**p, "gain": 1.0, "wb": [1, 1, 1], "grad": [0, 0], "noise": 0.0})
+    clean, _ = P.render_point({**p, "gain": 1.0, "wb": [1, 1, 1], "grad": [0, 0], "noise": 0.0})
     pix = clean[inside & (mask > 0.99)].astype(int)
     orange = (pix[:, 0] > 180) & (pix[:, 2] < 90)
     teal = (pix[:, 2] > 120) & (pix[:, 0] < 90)
@@ -163,7 +168,7 @@ def test_point_object_is_at_the_labelled_point(i):
 # --------------------------------------------------------------------------- value
 def test_value_ramp_is_monotone_and_nonlinear():
     c = np.linspace(80, 350, 271)
-    rgb = S.value_color(c) / 255.0
+    rgb = V.value_color(c) / 255.0
     hsv = np.array([colorsys.rgb_to_hsv(*v) for v in rgb])
     hue = np.unwrap(hsv[:, 0] * 2 * np.pi) / (2 * np.pi) * 360
     assert np.all(np.diff(hue) < 0) and np.all(np.diff(hsv[:, 2]) < 0)
@@ -191,7 +196,7 @@ def test_value_colour_encodes_the_label():
             "highlight": [0.0, 0.5, 0.0],
             "tex": 0.0,
         }
-        img, liquid = S.render_value(calm)
+        img, liquid = V.render_value(calm)
         h, w = p["size"]
         yy, xx = np.mgrid[0:h, 0:w]
         # the centre of the well (no meniscus shading there) has the ramp's colour
@@ -199,17 +204,17 @@ def test_value_colour_encodes_the_label():
         cx, cy = xx[m].mean(), yy[m].mean()
         centre = np.hypot(xx - cx, yy - cy) < 0.2 * p["radius"]
         got = np.median(img[centre].astype(np.float32), axis=0)
-        np.testing.assert_allclose(got, S.value_color(S.value_label(p)), atol=3)
+        np.testing.assert_allclose(got, V.value_color(V.value_label(p)), atol=3)
 
 
 def test_value_label_unchanged_under_rotation_and_mirror():
     p = S.image_params("value", 0, 0, 7)
-    a, la = S.render_value(p)
-    b, lb = S.render_value({**p, "angle": p["angle"] + 97.0, "mirror": not p["mirror"]})
+    a, la = V.render_value(p)
+    b, lb = V.render_value({**p, "angle": p["angle"] + 97.0, "mirror": not p["mirror"]})
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 5  # the picture did change
     np.testing.assert_allclose(_liquid_median(a, la), _liquid_median(b, lb), atol=4)
     # and the colour of a different concentration is clearly different
-    c, lc = S.render_value({**p, "conc": p["conc"] + 40 if p["conc"] < 300 else p["conc"] - 40})
+    c, lc = V.render_value({**p, "conc": p["conc"] + 40 if p["conc"] < 300 else p["conc"] - 40})
     assert np.abs(_liquid_median(c, lc) - _liquid_median(a, la)).max() > 8
 
 
@@ -218,7 +223,7 @@ def test_value_label_unchanged_under_rotation_and_mirror():
 def test_keypoints_are_the_card_corners_in_order(i):
     p = S.image_params("keypoints", 0, 0, i)
     h, w = p["size"]
-    lab = np.array(S.keypoints_label(p)).reshape(4, 2) * (w, h) - 0.5
+    lab = np.array(K.keypoints_label(p)).reshape(4, 2) * (w, h) - 0.5
     clean = {
         **p,
         "occluders": [],
@@ -229,7 +234,7 @@ def test_keypoints_are_the_card_corners_in_order(i):
         "noise": 0.0,
         "blur": 0.0,
     }
-    img, mask = S.render_keypoints(clean)
+    img, mask = K.render_keypoints(clean)
     centre = lab.mean(0)
     for corner in lab:
         u = (centre - corner) / np.linalg.norm(centre - corner)
@@ -240,10 +245,10 @@ def test_keypoints_are_the_card_corners_in_order(i):
     x, y = lab[:, 0], lab[:, 1]
     assert 0.5 * np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y) > 0
     # and the card's own top edge (the blue band) lies between the 1st and 2nd corner
-    hm = S.card_homography(lab)
-    band = cv2.perspectiveTransform(np.array([[[S.CARD_W * 0.7, 25.0]]], np.float32), hm)[0, 0]
+    hm = K.card_homography(lab)
+    band = cv2.perspectiveTransform(np.array([[[K.CARD_W * 0.7, 25.0]]], np.float32), hm)[0, 0]
     plain = cv2.perspectiveTransform(
-        np.array([[[S.CARD_W - 25.0, S.CARD_H - 12.0]]], np.float32), hm
+        np.array([[[K.CARD_W - 25.0, K.CARD_H - 12.0]]], np.float32), hm
     )[0, 0]
     bpx = img[int(round(band[1])), int(round(band[0]))].astype(int)
     ppx = img[int(round(plain[1])), int(round(plain[0]))].astype(int)
@@ -254,8 +259,8 @@ def test_keypoints_are_the_card_corners_in_order(i):
 def test_keypoints_occluders_cover_only_part_of_the_card():
     for i in range(20):
         p = S.image_params("keypoints", 0, 0, i)
-        img, mask = S.render_keypoints(p)
-        clean, _ = S.render_keypoints({**p, "occluders": []})
+        img, mask = K.render_keypoints(p)
+        clean, _ = K.render_keypoints({**p, "occluders": []})
         covered = (np.abs(img.astype(int) - clean.astype(int)).sum(-1) > 30) & (mask > 0.5)
         assert covered.sum() < 0.35 * (mask > 0.5).sum()
 
@@ -263,10 +268,10 @@ def test_keypoints_occluders_cover_only_part_of_the_card():
 # --------------------------------------------------------------------------- class
 @pytest.mark.parametrize("i", [0, 1, 2, 3, 4, 5])
 def test_class_defect_is_the_only_difference(i):
-    p = S.class_params(np.random.default_rng([0, 0, i]), defect=True)
-    bad, dmask = S.render_class(p)
-    good, none = S.render_class({**p, "defect": False})
-    assert S.class_label(p) == "defect" and S.class_label({**p, "defect": False}) == "ok"
+    p = C.class_params(np.random.default_rng([0, 0, i]), defect=True)
+    bad, dmask = C.render_class(p)
+    good, none = C.render_class({**p, "defect": False})
+    assert C.class_label(p) == "defect" and C.class_label({**p, "defect": False}) == "ok"
     assert none.sum() == 0 and dmask.sum() > 2
     diff = np.abs(bad.astype(int) - good.astype(int)).sum(-1)
     near = cv2.dilate((dmask > 0).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
@@ -280,9 +285,9 @@ def test_class_every_defect_is_drawn_and_visible():
     vanished, leaving ~10 % of the defect images mislabelled)."""
     counts = {}
     for i in range(60):
-        p = S.class_params(np.random.default_rng([0, 0, i]), defect=True)
-        bad, dmask = S.render_class(p)
-        good, _ = S.render_class({**p, "defect": False})
+        p = C.class_params(np.random.default_rng([0, 0, i]), defect=True)
+        bad, dmask = C.render_class(p)
+        good, _ = C.render_class({**p, "defect": False})
         diff = np.abs(bad.astype(int) - good.astype(int)).max(-1)
         visible = int((diff > 25).sum())
         assert visible >= 15, (i, p["defect_kind"], visible)

@@ -1,15 +1,12 @@
 """The dataset contract: reading, checking and splitting a DATA_DIR.
 
 A dataset is a folder with ``labels.csv``; image paths in it are relative to the folder.
-
-- point:     ``image,x,y``                 one midpoint, normalized [0, 1], origin top-left
-- keypoints: ``image,x1,y1,...,xK,yK``     K from the header
-- value:     ``image,value``               (or ``--target COLUMN`` for another numeric column)
-- class:     ``image,label``               or no CSV and one sub-folder per class
-
-``y_up=True`` reads labels whose origin is bottom-left; ``coords="pixels"`` reads pixel
-labels and normalizes them with each image's own size. Every check runs on every row
-and all problems are reported at once (row number, file, field, what to do).
+Which columns hold the labels, how they are read and checked, and the form of a target
+are the task's (``train/tasks/<task>.py``): e.g. point ``image,x,y``, keypoints
+``image,x1,y1,...,xK,yK``, value ``image,value``, class ``image,label`` (or one sub-folder
+per class), angle ``image,angle``. This module does what every task shares: the CSV, the
+image paths and files, duplicates, the report and the split. Every check runs on every
+row and all problems are reported at once (row number, file, field, what to do).
 See ``docs/dataset-format.md``.
 
 This module needs only numpy, OpenCV and the standard library (no TensorFlow).
@@ -20,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -34,12 +30,10 @@ import numpy as np
 
 from edge_runtime.errors import DataError, ImageError
 from edge_runtime.images import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from train import tasks
+from train.tasks import HeaderProblem, LabelColumns, TrainTask
 
-TASKS = ("point", "keypoints", "value", "class")
-COORDS = ("normalized", "pixels")
 LABELS_CSV = "labels.csv"
-#: A class with fewer images than this cannot be learned or validated: refused.
-MIN_IMAGES_PER_CLASS = 5
 #: Cap on the rows listed in one report (the count of all problems is always given).
 MAX_LISTED_PROBLEMS = 200
 MAX_CSV_BYTES = 256 * 1024 * 1024
@@ -75,15 +69,10 @@ class Dataset:
         return len(self.samples)
 
     def targets(self) -> np.ndarray:
-        """(N,K,2) float32 for point/keypoints, (N,) float32 for value, (N,) int64 for class."""
-        if self.task in ("point", "keypoints"):
-            k = max(self.num_keypoints, 1)
-            if not self.samples:
-                return np.zeros((0, k, 2), np.float32)
-            return np.stack([s.target for s in self.samples]).astype(np.float32)
-        if self.task == "value":
-            return np.array([float(s.target) for s in self.samples], dtype=np.float32)
-        return np.array([int(s.target) for s in self.samples], dtype=np.int64)
+        """Every target stacked in the task's dataset form: (N, K, 2) float32 coordinates,
+        (N,) float32 values or angles, (N,) int64 class indices."""
+        task = tasks.get(self.task)
+        return task.stack([s.target for s in self.samples], self.num_keypoints)
 
     def paths(self) -> list[Path]:
         return [s.path for s in self.samples]
@@ -337,84 +326,90 @@ def _read_csv(path: Path, report: CheckReport) -> tuple[list[str], list[tuple[in
     return header or [], rows
 
 
-def _parse_number(text: str) -> float | None:
-    try:
-        v = float(text)
-    except ValueError:
-        return None
-    return v
-
-
-def _keypoint_count(header_lc: list[str]) -> int:
-    k = 0
-    while f"x{k + 1}" in header_lc and f"y{k + 1}" in header_lc:
-        k += 1
-    return k
-
-
 # --------------------------------------------------------------------------- the scan
 @dataclass
 class _Row:
     line: int
     rel: str
     path: Path | None
-    raw_target: Any  # list of floats (coords), float (value), str (label)
+    raw_target: Any  # the task's raw label (numbers, text)
     info: ImageInfo | None = None
+
+
+@dataclass
+class _Scan:
+    """What one pass over a dataset found."""
+
+    report: CheckReport
+    samples: list[Sample]
+    columns: LabelColumns
+    vocabulary: tuple[str, ...]
 
 
 def _scan(
     data_dir: str | Path,
-    task: str,
-    *,
-    y_up: bool,
-    coords: str,
-    target: str | None,
+    task_name: str,
+    options: dict[str, Any],
     class_names: Sequence[str] | None,
     workers: int | None = None,
-) -> tuple[CheckReport, list[Sample], int, tuple[str, ...], str]:
-    """Check every row. Returns (report, good samples, K, class names, target name)."""
+) -> _Scan:
+    """Check every row: the rows, their images, then the targets and the whole set."""
+    task = tasks.get(task_name)
+    opts = tasks.task_options(task, options, labels_only=True)
     root = Path(data_dir)
-    report = CheckReport(data_dir=root, task=task)
-    if task not in TASKS:
-        raise DataError(f"--task: {task!r} is not one of {', '.join(TASKS)}")
-    if coords not in COORDS:
-        raise DataError(f"--coords: {coords!r} is not one of {', '.join(COORDS)}")
-    if target is not None and task != "value":
-        raise DataError(f"--target is for --task value only (this is --task {task})")
     if not root.is_dir():
         raise DataError(f"{root}: not a folder (a dataset is a folder with {LABELS_CSV})")
     root = root.resolve()
-    report.data_dir = root
+    report = CheckReport(data_dir=root, task=task_name)
+    rows, cols = _read_rows(root, task, opts, report)
+    _probe_images(rows, report, workers)
+    vocab = _vocabulary(rows, task, class_names, cols, report)
+    samples = _targets(rows, task, cols, opts, vocab, report)
+    report.rows = len(rows)
+    problems, warnings = task.dataset_checks(
+        [s.target for s in samples], vocab, strict=not class_names
+    )
+    report.problems += [Problem(m, field=_first(cols.names)) for m in problems]
+    report.warnings += warnings
+    if not rows and not report.problems:
+        report.problems.append(Problem("no images found"))
+    _stats(report, rows, samples, task, vocab, cols.target_name)
+    return _Scan(report, samples, cols, vocab)
+
+
+def _first(names: list[str]) -> str:
+    return names[0] if names else ""
+
+
+def _read_rows(
+    root: Path, task: TrainTask, opts: dict[str, Any], report: CheckReport
+) -> tuple[list[_Row], LabelColumns]:
+    """The rows of labels.csv (or of the class folders) with their raw labels."""
     csv_path = root / LABELS_CSV
-    rows: list[_Row] = []
-    k = 1 if task == "point" else 0
-    target_name = {"point": "x,y", "value": target or "value", "class": "label"}.get(task, "")
-
+    cols = LabelColumns([], [], "")
     if not csv_path.exists():
-        if task == "class":
-            rows = _folder_rows(root, report)
-            target_name = "folder"
-        else:
-            report.problems.append(
-                Problem(
-                    f"no {LABELS_CSV} in {root}: a {task} dataset needs one "
-                    f"(see docs/dataset-format.md)"
-                )
+        if task.folder_labels:
+            return _folder_rows(root, report, task), LabelColumns([], [], "folder")
+        report.problems.append(
+            Problem(
+                f"no {LABELS_CSV} in {root}: a {task.name} dataset needs one "
+                f"(see docs/dataset-format.md)"
             )
-    else:
-        header, csv_rows = _read_csv(csv_path, report)
-        if header:
-            rows, k, target_name = _parse_rows(
-                header, csv_rows, task, target, root, report, target_name
-            )
-        if not csv_rows and not report.problems:
-            report.problems.append(
-                Problem(f"{LABELS_CSV} has a header but no rows: add one row per image")
-            )
-    if task == "keypoints":
-        target_name = ",".join(f"x{i},y{i}" for i in range(1, k + 1))
+        )
+        return [], cols
+    header, csv_rows = _read_csv(csv_path, report)
+    rows: list[_Row] = []
+    if header:
+        rows, cols = _parse_rows(header, csv_rows, task, opts, root, report)
+    if not csv_rows and not report.problems:
+        report.problems.append(
+            Problem(f"{LABELS_CSV} has a header but no rows: add one row per image")
+        )
+    return rows, cols
 
-    # decode every image (OpenCV releases the GIL: threads help)
+
+def _probe_images(rows: list[_Row], report: CheckReport, workers: int | None) -> None:
+    """Decode every image (OpenCV releases the GIL: threads help)."""
     todo = [r for r in rows if r.path is not None]
 
     def probe(r: _Row) -> tuple[_Row, ImageInfo | str]:
@@ -431,25 +426,38 @@ def _scan(
             else:
                 r.info = res
 
-    # targets
-    names: tuple[str, ...] = ()
-    if task == "class":
-        names = _class_names(rows, class_names, report)
+
+def _vocabulary(
+    rows: list[_Row],
+    task: TrainTask,
+    given: Sequence[str] | None,
+    cols: LabelColumns,
+    report: CheckReport,
+) -> tuple[str, ...]:
+    raws = [r.raw_target for r in rows if r.path is not None and r.raw_target is not None]
+    vocab, problems = task.vocabulary(raws, given)
+    report.problems += [Problem(m, field=_first(cols.names) or "label") for m in problems]
+    return vocab
+
+
+def _targets(
+    rows: list[_Row],
+    task: TrainTask,
+    cols: LabelColumns,
+    opts: dict[str, Any],
+    vocab: tuple[str, ...],
+    report: CheckReport,
+) -> list[Sample]:
     samples: list[Sample] = []
     for r in rows:
         if (r.line or r.rel) in report.bad_rows or r.path is None or r.info is None:
             continue
-        t = _make_target(r, task, k, y_up, coords, names, report)
-        if t is None:
-            continue
-        samples.append(Sample(r.line, r.path, t, r.info.width, r.info.height))
-    report.rows = len(rows)
-    if task == "class":
-        _check_class_counts(samples, names, report, strict=not class_names)
-    if not rows and not report.problems:
-        report.problems.append(Problem("no images found"))
-    _stats(report, rows, samples, task, names, target_name)
-    return report, samples, k, names, target_name
+        t, problems = task.make_target(r.raw_target, r.info.width, r.info.height, cols, opts, vocab)
+        for fld, msg in problems:
+            _bad(report, r.line, r.rel, fld, msg)
+        if t is not None and not problems:
+            samples.append(Sample(r.line, r.path, t, r.info.width, r.info.height))
+    return samples
 
 
 def _bad(report: CheckReport, line: int, rel: str, fld: str, msg: str) -> None:
@@ -457,7 +465,7 @@ def _bad(report: CheckReport, line: int, rel: str, fld: str, msg: str) -> None:
     report.bad_rows.add(line or rel)
 
 
-def _folder_rows(root: Path, report: CheckReport) -> list[_Row]:
+def _folder_rows(root: Path, report: CheckReport, task: TrainTask) -> list[_Row]:
     rows: list[_Row] = []
     dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not dirs:
@@ -483,7 +491,7 @@ def _folder_rows(root: Path, report: CheckReport) -> list[_Row]:
             except DataError as e:
                 path = None
                 _bad(report, 0, rel, "image", str(e))
-            rows.append(_Row(0, rel, path, d.name))
+            rows.append(_Row(0, rel, path, task.folder_label(d.name)))
     if ignored:
         report.warnings.append(f"{ignored} non-image file(s) in the class folders were ignored")
     return rows
@@ -492,15 +500,15 @@ def _folder_rows(root: Path, report: CheckReport) -> list[_Row]:
 def _parse_rows(
     header: list[str],
     csv_rows: list[tuple[int, list[str]]],
-    task: str,
-    target: str | None,
+    task: TrainTask,
+    opts: dict[str, Any],
     root: Path,
     report: CheckReport,
-    target_name: str,
-) -> tuple[list[_Row], int, str]:
+) -> tuple[list[_Row], LabelColumns]:
+    """Every CSV row -> a _Row: its image path checked, its label cells parsed by the task."""
     lc = [h.lower() for h in header]
-    k = 1 if task == "point" else 0
     first = header[0] if header else ""
+    cols = LabelColumns([], [], "")
     if "image" not in lc:
         hint = ""
         if first and Path(first).suffix.lower() in IMAGE_SUFFIXES:
@@ -508,232 +516,65 @@ def _parse_rows(
         report.problems.append(
             Problem(f"missing header column 'image'{hint}", row=1, field="image")
         )
-        return [], k, target_name
-    need: list[str]
-    if task == "point":
-        need = ["x", "y"]
-    elif task == "keypoints":
-        k = _keypoint_count(lc)
-        if k == 0:
-            report.problems.append(
-                Problem(
-                    "missing header columns x1,y1,...,xK,yK (keypoints need numbered x/y pairs)",
-                    row=1,
-                    field="x1",
-                )
-            )
-            return [], k, target_name
-        need = [c for i in range(1, k + 1) for c in (f"x{i}", f"y{i}")]
-        stray = [
-            h for h in lc if h[:1] in "xy" and h[1:].isdigit() and int(h[1:]) > k and h not in need
-        ]
-        if stray:
-            report.problems.append(
-                Problem(
-                    f"header has {', '.join(stray)} but not a complete pair for every "
-                    f"keypoint up to it (found x1..y{k} complete)",
-                    row=1,
-                )
-            )
-    elif task == "value":
-        need = [(target or "value").lower()]
-    else:
-        need = ["label"]
-    missing = [c for c in need if c not in lc]
-    if missing:
-        have = ",".join(header)
-        report.problems.append(
-            Problem(
-                f"missing header column(s) {', '.join(missing)} (header is '{have}'; "
-                f"a {task} CSV needs image,{','.join(need)})",
-                row=1,
-                field=missing[0],
-            )
-        )
-        return [], k, target_name
-    if task == "value":
-        target_name = header[lc.index(need[0])]
+        return [], cols
+    try:
+        cols = task.label_columns(header, opts)
+    except HeaderProblem as e:
+        report.problems.append(Problem(e.message, row=1, field=e.field))
+        return [], cols
     col_img = lc.index("image")
-    cols = [lc.index(c) for c in need]
-    ncol = len(header)
     seen: dict[str, int] = {}
-    rows: list[_Row] = []
-    for line, fields in csv_rows:
-        rel = fields[col_img] if col_img < len(fields) else ""
-        while len(fields) > ncol and not fields[-1]:  # trailing empty cells (spreadsheets)
-            fields = fields[:-1]
-        if len(fields) != ncol:
-            _bad(
-                report,
-                line,
-                rel,
-                "",
-                f"{len(fields)} columns, the header has {ncol} ({','.join(header)})",
-            )
-            rows.append(_Row(line, rel, None, None))
-            continue
-        if not rel:
-            _bad(report, line, "", "image", "empty image path")
-            rows.append(_Row(line, rel, None, None))
-            continue
-        try:
-            path: Path | None = resolve_image_path(root, rel)
-        except DataError as e:
-            _bad(report, line, rel, "image", str(e))
-            rows.append(_Row(line, rel, None, None))
-            continue
-        key = str(path)
-        if key in seen:
-            _bad(
-                report,
-                line,
-                rel,
-                "image",
-                f"duplicated row: this image is already listed on row {seen[key]}",
-            )
-            rows.append(_Row(line, rel, None, None))
-            continue
-        seen[key] = line
-        raw: Any
-        if task == "class":
-            raw = fields[cols[0]]
-            if not raw:
-                _bad(report, line, rel, "label", "empty label")
-                path = None
-        else:
-            vals = []
-            for c in cols:
-                v = _parse_number(fields[c])
-                name = header[c]
-                if v is None:
-                    _bad(report, line, rel, name, f"{fields[c]!r} is not a number")
-                elif not math.isfinite(v):
-                    _bad(report, line, rel, name, f"{fields[c]} is not a finite number")
-                vals.append(v)
-            raw = vals if task != "value" else (vals[0] if vals else None)
-            if line in report.bad_rows:
-                path = None
-        rows.append(_Row(line, rel, path, raw))
-    return rows, k, target_name
+    rows = [
+        _parse_row(line, f, header, col_img, cols, task, root, report, seen) for line, f in csv_rows
+    ]
+    return rows, cols
 
 
-def _make_target(
-    r: _Row,
-    task: str,
-    k: int,
-    y_up: bool,
-    coords: str,
-    names: tuple[str, ...],
+def _parse_row(
+    line: int,
+    fields: list[str],
+    header: list[str],
+    col_img: int,
+    cols: LabelColumns,
+    task: TrainTask,
+    root: Path,
     report: CheckReport,
-) -> np.ndarray | None:
-    assert r.info is not None
-    if task == "value":
-        return np.asarray(r.raw_target, dtype=np.float32)
-    if task == "class":
-        if r.raw_target not in names:
-            return None  # reported by _class_names
-        return np.asarray(names.index(r.raw_target), dtype=np.int64)
-    vals = np.asarray(r.raw_target, dtype=np.float64).reshape(k, 2)
-    w, h = r.info.width, r.info.height
-    ok = True
-    for i in range(k):
-        for j, (axis, size) in enumerate((("x", w), ("y", h))):
-            name = axis if task == "point" else f"{axis}{i + 1}"
-            v = vals[i, j]
-            if coords == "pixels":
-                if not 0 <= v <= size:
-                    _bad(
-                        report,
-                        r.line,
-                        r.rel,
-                        name,
-                        f"{name}={v:g} px is outside the image (0..{size} px)",
-                    )
-                    ok = False
-                vals[i, j] = v / size
-            elif not 0 <= v <= 1:
-                hint = " (pixel labels? use --coords pixels)" if v > 1.5 else ""
-                _bad(
-                    report,
-                    r.line,
-                    r.rel,
-                    name,
-                    f"{name}={v:g} is outside [0, 1]{hint}",
-                )
-                ok = False
-    if not ok:
-        return None
-    if y_up:
-        vals[:, 1] = 1.0 - vals[:, 1]
-    return np.clip(vals, 0.0, 1.0).astype(np.float32)
-
-
-def _class_names(
-    rows: list[_Row], class_names: Sequence[str] | None, report: CheckReport
-) -> tuple[str, ...]:
-    labels = [r.raw_target for r in rows if r.path is not None and r.raw_target]
-    if class_names:
-        names = tuple(str(c) for c in class_names)
-        for r in rows:
-            if r.path is not None and r.raw_target and r.raw_target not in names:
-                _bad(
-                    report,
-                    r.line,
-                    r.rel,
-                    "label",
-                    f"label {r.raw_target!r} is not one of the model's classes "
-                    f"({', '.join(names)})",
-                )
-        return names
-    names = tuple(sorted(set(labels)))
-    if len(names) == 1:
-        report.problems.append(
-            Problem(f"only one class ({names[0]!r}): a class task needs at least 2", field="label")
-        )
-    return names
-
-
-def _check_class_counts(
-    samples: list[Sample], names: tuple[str, ...], report: CheckReport, strict: bool
-) -> None:
-    """Training data needs MIN_IMAGES_PER_CLASS of every class (a problem). Data checked
-    against a model's known classes (validation, evaluation) may lack some: a warning."""
-    counts = Counter(int(s.target) for s in samples)
-    for i, name in enumerate(names):
-        n = counts.get(i, 0)
-        if len(names) < 2 or n >= MIN_IMAGES_PER_CLASS:
-            continue
-        if strict:
-            report.problems.append(
-                Problem(
-                    f"class {name!r} has only {n} usable image(s); each class needs at least "
-                    f"{MIN_IMAGES_PER_CLASS} (add images or merge/remove the class)",
-                    field="label",
-                )
-            )
-        else:
-            report.warnings.append(f"class {name!r} has only {n} image(s) here")
-
-
-def _histogram(values: np.ndarray, bins: int = 10, width: int = 40) -> list[str]:
-    lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        return [f"all {len(values)} values are {lo:g}"]
-    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
-    top = counts.max()
-    out = []
-    for c, a, b in zip(counts, edges[:-1], edges[1:], strict=True):
-        bar = "#" * int(round(width * c / top)) if top else ""
-        out.append(f"{a:10.4g} .. {b:<10.4g} {c:6d} {bar}")
-    return out
+    seen: dict[str, int],
+) -> _Row:
+    ncol = len(header)
+    rel = fields[col_img] if col_img < len(fields) else ""
+    while len(fields) > ncol and not fields[-1]:  # trailing empty cells (spreadsheets)
+        fields = fields[:-1]
+    if len(fields) != ncol:
+        msg = f"{len(fields)} columns, the header has {ncol} ({','.join(header)})"
+        _bad(report, line, rel, "", msg)
+        return _Row(line, rel, None, None)
+    if not rel:
+        _bad(report, line, "", "image", "empty image path")
+        return _Row(line, rel, None, None)
+    try:
+        path: Path | None = resolve_image_path(root, rel)
+    except DataError as e:
+        _bad(report, line, rel, "image", str(e))
+        return _Row(line, rel, None, None)
+    key = str(path)
+    if key in seen:
+        msg = f"duplicated row: this image is already listed on row {seen[key]}"
+        _bad(report, line, rel, "image", msg)
+        return _Row(line, rel, None, None)
+    seen[key] = line
+    raw, problems = task.parse_cells([fields[c] for c in cols.columns], cols)
+    for fld, msg in problems:
+        _bad(report, line, rel, fld, msg)
+    return _Row(line, rel, None if problems else path, raw)
 
 
 def _stats(
     report: CheckReport,
     rows: list[_Row],
     samples: list[Sample],
-    task: str,
-    names: tuple[str, ...],
+    task: TrainTask,
+    vocab: tuple[str, ...],
     target_name: str,
 ) -> None:
     infos = [r.info for r in rows if r.info is not None]
@@ -756,47 +597,12 @@ def _stats(
         )
         lines.append("formats: " + ", ".join(f"{k} ({v})" for k, v in st["formats"].items()))
     if samples:
-        if task == "value":
-            v = np.array([float(s.target) for s in samples])
-            st["target"] = {
-                "name": target_name,
-                "min": float(v.min()),
-                "max": float(v.max()),
-                "mean": float(v.mean()),
-                "std": float(v.std()),
-            }
-            lines.append(
-                f"{target_name}: min {v.min():.4g}, max {v.max():.4g}, mean {v.mean():.4g}, "
-                f"std {v.std():.4g}"
-            )
-            lines += ["histogram:"] + [f"  {h}" for h in _histogram(v)]
-        elif task == "class":
-            c = Counter(int(s.target) for s in samples)
-            st["classes"] = {n: c.get(i, 0) for i, n in enumerate(names)}
-            lines.append(
-                "classes: " + ", ".join(f"{n} ({c.get(i, 0)})" for i, n in enumerate(names))
-            )
-            if names and max(c.values(), default=0) > 0:
-                maj = max(c.values()) / len(samples)
-                lines.append(f"majority-class accuracy (the baseline to beat): {maj:.3f}")
-        else:
-            t = np.stack([s.target for s in samples]).reshape(len(samples), -1, 2)
-            st["target"] = {
-                "x_min": float(t[..., 0].min()),
-                "x_max": float(t[..., 0].max()),
-                "y_min": float(t[..., 1].min()),
-                "y_max": float(t[..., 1].max()),
-                "x_mean": float(t[..., 0].mean()),
-                "y_mean": float(t[..., 1].mean()),
-            }
-            s = st["target"]
-            lines.append(
-                f"normalized coords (top-left origin): x {s['x_min']:.3f}..{s['x_max']:.3f} "
-                f"(mean {s['x_mean']:.3f}), y {s['y_min']:.3f}..{s['y_max']:.3f} "
-                f"(mean {s['y_mean']:.3f})"
-            )
-            if len(samples) > 1 and float(t.std(axis=0).max()) < 1e-6:
-                report.warnings.append("every label is the same point: nothing to learn")
+        k = len(np.asarray(samples[0].target).reshape(-1)) // 2
+        targets = task.stack([s.target for s in samples], k)
+        extra, more, warnings = task.describe(targets, vocab, target_name)
+        st.update(extra)
+        lines += more
+        report.warnings += warnings
     report.stats = st
     report.stats_lines = lines
 
@@ -806,56 +612,52 @@ def check_dataset(
     data_dir: str | Path,
     task: str,
     *,
-    y_up: bool = False,
-    coords: str = "normalized",
-    target: str | None = None,
     class_names: Sequence[str] | None = None,
+    **options: Any,
 ) -> CheckReport:
-    """Run every check on ``data_dir`` and return the report (never raises for bad rows)."""
-    report, *_ = _scan(
-        data_dir, task, y_up=y_up, coords=coords, target=target, class_names=class_names
-    )
-    return report
+    """Run every check on ``data_dir`` and return the report (never raises for bad rows).
+
+    ``options`` are the task's label options (``y_up``, ``coords``, ``target``, ...: see
+    its module in train/tasks); an option of another task is refused.
+    """
+    return _scan(data_dir, task, options, class_names).report
 
 
 def load_dataset(
     data_dir: str | Path,
     task: str,
     *,
-    y_up: bool = False,
-    coords: str = "normalized",
-    target: str | None = None,
     skip_bad: bool = False,
     class_names: Sequence[str] | None = None,
+    **options: Any,
 ) -> Dataset:
     """Load a checked dataset. Raises DataError with the whole report if anything is wrong.
 
     ``skip_bad=True`` drops the bad rows instead (``Dataset.dropped`` counts them, and
     ``Dataset.message`` says so); problems with the dataset as a whole still raise.
     """
-    report, samples, k, names, target_name = _scan(
-        data_dir, task, y_up=y_up, coords=coords, target=target, class_names=class_names
-    )
+    scan = _scan(data_dir, task, options, class_names)
+    report = scan.report
     if not report.ok and (not skip_bad or report.fatal):
         raise DataError(report.format())
-    if not samples:
+    if not scan.samples:
         raise DataError(report.format() + "\nno usable images left")
     return Dataset(
         root=report.data_dir,
         task=task,
-        samples=samples,
-        num_keypoints=k,
-        class_names=names,
-        target_name=target_name,
-        dropped=report.rows - len(samples),
+        samples=scan.samples,
+        num_keypoints=scan.columns.num_keypoints,
+        class_names=scan.vocabulary,
+        target_name=scan.columns.target_name,
+        dropped=report.rows - len(scan.samples),
         report=report,
     )
 
 
 def split_dataset(ds: Dataset, val_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
-    """Deterministic (train, val) split; stratified by class for class tasks.
+    """Deterministic (train, val) split; stratified by the task's strata (class labels).
 
-    Each part keeps the CSV order. Every class with at least 2 images gets at least one
+    Each part keeps the CSV order. Every stratum with at least 2 images gets at least one
     validation image when ``val_fraction > 0``.
     """
     if not 0.0 <= val_fraction < 1.0:
@@ -863,11 +665,11 @@ def split_dataset(ds: Dataset, val_fraction: float = 0.2, seed: int = 0) -> tupl
     n = len(ds)
     rng = np.random.default_rng(seed)
     val: list[int] = []
+    strata = tasks.get(ds.task).strata(ds.targets()) if n else None
     if val_fraction > 0 and n:
-        if ds.task == "class":
-            t = ds.targets()
-            for c in range(len(ds.class_names)):
-                idx = np.flatnonzero(t == c)
+        if strata is not None:
+            for c in np.unique(strata):
+                idx = np.flatnonzero(strata == c)
                 if len(idx) < 2:
                     continue
                 m = min(len(idx) - 1, max(1, int(round(len(idx) * val_fraction))))
@@ -886,6 +688,26 @@ def _resolve_dir(text: str, run_dir: Path) -> Path:
         return p
     alt = run_dir / p
     return alt if alt.exists() else p
+
+
+#: Label options written at the top level of config.json before task options had a
+#: section of their own (runs from earlier versions).
+LEGACY_OPTION_KEYS = ("y_up", "coords", "target", "value_range", "flip_pairs")
+
+
+def run_options(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A run's task options from its config.json (``options``, or the legacy top level)."""
+    opts = dict(cfg.get("options") or {})
+    for k in LEGACY_OPTION_KEYS:
+        if k in cfg and k not in opts:
+            opts[k] = cfg[k]
+    return opts
+
+
+def label_options(task: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Only the options of ``task`` that say how labels are read."""
+    names = tasks.get(task).option_names(labels_only=True)
+    return {k: v for k, v in opts.items() if k in names}
 
 
 def load_run_splits(run_dir: str | Path) -> tuple[Dataset, Dataset]:
@@ -909,14 +731,12 @@ def load_run_splits(run_dir: str | Path) -> tuple[Dataset, Dataset]:
             names = json.loads(spec_path.read_text(encoding="utf-8")).get("class_names")
         except (OSError, ValueError, AttributeError):
             names = None
+    task = cfg["task"]
     kw: dict[str, Any] = {
-        "y_up": bool(cfg.get("y_up", False)),
-        "coords": cfg.get("coords") or "normalized",
-        "target": cfg.get("target"),
         "skip_bad": bool(cfg.get("skip_bad", False)),
         "class_names": list(names) if names else None,
+        **label_options(task, run_options(cfg)),
     }
-    task = cfg["task"]
     data = load_dataset(_resolve_dir(cfg["data_dir"], run), task, **kw)
     if cfg.get("val_dir"):
         val = load_dataset(_resolve_dir(cfg["val_dir"], run), task, **kw)

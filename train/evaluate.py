@@ -16,7 +16,6 @@ evaluation data (``baseline_source`` says which).
 
 from __future__ import annotations
 
-import csv
 import importlib
 import json
 import warnings
@@ -31,6 +30,7 @@ from edge_runtime.errors import DataError, EdgeregError, ModelFileError, SpecErr
 from edge_runtime.images import read_image
 from edge_runtime.preprocess import apply_transform, resize_to_input
 from edge_runtime.spec import ModelSpec
+from train import tasks
 
 from .metrics import compute_metrics, is_clearly_better
 
@@ -108,35 +108,31 @@ def evaluate(
     data_dir: str | Path,
     *,
     task: str | None = None,
-    y_up: bool | None = None,
-    coords: str | None = None,
-    target: str | None = None,
     tta: bool = False,
     backend: str = "auto",
     spec: ModelSpec | None = None,
     return_predictions: bool = False,
     skip_bad: bool = False,
+    **options: Any,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on the dataset in ``data_dir``; returns flat metrics.
 
     ``model`` is a run directory (its model.keras + spec.json), a ``.keras`` file (with
     ``spec.json`` beside it, or ``spec``) or a ``.tflite`` file (run by the device
-    runtime). ``y_up``/``coords``/``target`` default to the run's own config.json (for a
-    run directory) and otherwise to False / ``"normalized"`` / the spec's target column.
-    With ``return_predictions`` the result also holds ``predictions``:
+    runtime). ``options`` are the task's label options (``y_up``, ``coords``, ``target``,
+    ...); one left at None takes the run's own setting (from its config.json), else the
+    task's default. With ``return_predictions`` the result also holds ``predictions``:
     ``{"paths", "y_true", "y_pred", "image_sizes"}`` (numpy arrays, not JSON).
     """
     ev = evaluate_model(
         model,
         data_dir,
         task=task,
-        y_up=y_up,
-        coords=coords,
-        target=target,
         tta=tta,
         backend=backend,
         spec=spec,
         skip_bad=skip_bad,
+        **options,
     )
     out = dict(ev.metrics)
     if return_predictions:
@@ -154,25 +150,55 @@ def evaluate_model(
     data_dir: str | Path,
     *,
     task: str | None = None,
-    y_up: bool | None = None,
-    coords: str | None = None,
-    target: str | None = None,
     tta: bool = False,
     backend: str = "auto",
     spec: ModelSpec | None = None,
     skip_bad: bool = False,
+    **options: Any,
 ) -> Evaluation:
     """Like :func:`evaluate`, but returns the spec and predictions beside the metrics."""
     from train.dataset import load_dataset
 
     resolved = resolve_model(model, spec)
-    cfg = resolved.config
-    if y_up is None:
-        y_up = bool(cfg.get("y_up", False))
-    if coords is None:
-        coords = str(cfg.get("coords") or "normalized")
-    if target is None:
-        target = cfg.get("target")
+    spec = _resolved_spec(resolved, task, tta, backend)
+    kind = tasks.get(spec.task)
+    ds = load_dataset(
+        data_dir,
+        spec.task,
+        skip_bad=skip_bad,
+        class_names=list(spec.class_names) or None,
+        **_label_options(resolved, spec, Path(data_dir), options),
+    )
+    why = kind.dataset_fits(spec, ds)
+    if why:
+        raise DataError(f"{data_dir}: {why}")
+    paths = ds.paths()
+    if resolved.kind == "keras":
+        y_pred = predict_keras(resolved.path, spec, paths, tta=tta)
+    else:
+        y_pred = predict_tflite(
+            resolved.path, spec if resolved.spec is not None else None, paths, tta, backend
+        )
+    y_true = ds.targets()
+    sizes = ds.image_sizes()
+    train_targets, source = _baseline_targets(resolved, spec)
+    out = compute_metrics(spec, y_true, y_pred, image_sizes=sizes, train_targets=train_targets)
+    # NaN/inf (a model that outputs NaN) become None: JSON has no NaN, and the verdict
+    # treats a missing number as "not better than the baseline".
+    out = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
+    out["beats_baseline"] = is_clearly_better(spec, out)
+    out["baseline_source"] = source
+    out["model"] = str(resolved.path)
+    out["model_kind"] = resolved.kind
+    out["data_dir"] = str(Path(data_dir))
+    out["tta"] = bool(tta)
+    if ds.dropped:
+        out["skipped_rows"] = int(ds.dropped)
+    return Evaluation(spec, out, paths, y_true, y_pred, sizes)
+
+
+def _resolved_spec(resolved: ResolvedModel, task: str | None, tta: bool, backend: str) -> ModelSpec:
+    """The model's spec, checked against ``--task``, ``--tta`` and (tflite) its tensors."""
     spec = resolved.spec
     if spec is None:  # .tflite with an embedded spec
         from edge_runtime.metadata import read_spec
@@ -197,44 +223,22 @@ def evaluate_model(
             PredictorOptions(model_path=resolved.path, backend=backend, spec=resolved.spec)
         ):
             pass
-    if target is None and spec.task == "value":
-        target = _target_column_from_spec(spec, Path(data_dir))
-    ds = load_dataset(
-        data_dir,
-        spec.task,
-        y_up=y_up,
-        coords=coords,
-        target=target,
-        skip_bad=skip_bad,
-        class_names=list(spec.class_names) if spec.task == "class" else None,
-    )
-    _check_dataset_fits(spec, ds, data_dir)
-    paths = ds.paths()
-    if resolved.kind == "keras":
-        y_pred = predict_keras(resolved.path, spec, paths, tta=tta)
-    else:
-        y_pred = predict_tflite(
-            resolved.path, spec if resolved.spec is not None else None, paths, tta, backend
-        )
-    y_true = ds.targets()
-    sizes = ds.image_sizes()
-    train_targets, source = _baseline_targets(resolved)
-    if train_targets is not None and spec.task == "class" and train_targets.size:
-        if int(train_targets.max()) >= len(spec.class_names):
-            train_targets, source = None, "evaluation data"
-    out = compute_metrics(spec, y_true, y_pred, image_sizes=sizes, train_targets=train_targets)
-    # NaN/inf (a model that outputs NaN) become None: JSON has no NaN, and the verdict
-    # treats a missing number as "not better than the baseline".
-    out = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
-    out["beats_baseline"] = is_clearly_better(spec, out)
-    out["baseline_source"] = source
-    out["model"] = str(resolved.path)
-    out["model_kind"] = resolved.kind
-    out["data_dir"] = str(Path(data_dir))
-    out["tta"] = bool(tta)
-    if ds.dropped:
-        out["skipped_rows"] = int(ds.dropped)
-    return Evaluation(spec, out, paths, y_true, y_pred, sizes)
+    return spec
+
+
+def _label_options(
+    resolved: ResolvedModel, spec: ModelSpec, data_dir: Path, given: dict[str, Any]
+) -> dict[str, Any]:
+    """Label options: those given, else the run's own, else what the spec implies."""
+    from train.dataset import label_options, run_options
+
+    opts = label_options(spec.task, run_options(resolved.config))
+    opts.update({k: v for k, v in given.items() if v is not None})
+    implied = tasks.get(spec.task).label_options_from_spec(spec, data_dir)
+    for k, v in implied.items():
+        if opts.get(k) is None:
+            opts[k] = v
+    return opts
 
 
 def load_example_images(paths: list[Path], max_n: int = 16) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -301,11 +305,12 @@ def predict_keras(
     fixed = model.inputs[0].shape[0] if getattr(model, "inputs", None) else None
     bs = int(fixed) if fixed else batch_size
     transforms = check_tta(spec) if tta else ["identity"]
+    device = spec.task_kind
     outs = []
     for start in range(0, len(paths), bs):
         x = load_images(spec, paths, start, start + bs)
         n = len(x)
-        acc = None
+        per_transform = []
         for name in transforms:
             # the same transforms as the device runtime, on the same uint8 resized images
             xt = np.stack([apply_transform(img, name) for img in x]).astype(np.float32)
@@ -313,12 +318,9 @@ def predict_keras(
                 xt = np.concatenate([xt, np.zeros((fixed - n, *xt.shape[1:]), xt.dtype)])
             raw = np.asarray(model(xt, training=False), dtype=np.float32)[:n]
             dec = spec.decode_output(raw.reshape(n, -1))
-            if spec.task in ("point", "keypoints") and name != "identity":
-                from edge_runtime.postprocess import invert_transform
-
-                dec = np.stack([invert_transform(d, name, spec) for d in dec])
-            acc = dec.astype(np.float64) if acc is None else acc + dec
-        outs.append((acc / len(transforms)).astype(np.float32))
+            per_transform.append([device.tta_invert(spec, d, name) for d in dec])
+        merged = [device.tta_merge(spec, list(views)) for views in zip(*per_transform, strict=True)]
+        outs.append(np.stack(merged).astype(np.float32))
     if not outs:
         k = spec.output_size
         return spec.decode_output(np.zeros((0, k), np.float32))
@@ -327,9 +329,7 @@ def predict_keras(
 
 def check_tta(spec: ModelSpec) -> list[str]:
     """The test-time transforms for ``spec`` (the device runtime's own list), or SpecError."""
-    from edge_runtime.preprocess import tta_transforms
-
-    names = tta_transforms(spec) if spec.invariances else ["identity"]
+    names = spec.task_kind.tta_transforms(spec)
     if len(names) < 2:
         raise SpecError(
             "--tta: the model's spec declares no invariances usable at test time "
@@ -377,16 +377,7 @@ def predict_tflite(
     )
     with Predictor.create_from_options(opts) as pred:
         s = pred.spec
-        rows = []
-        for p in paths:
-            res = pred.predict(read_image(p))
-            if s.task in ("point", "keypoints"):
-                rows.append(np.asarray(res.points, dtype=np.float32).reshape(s.num_keypoints, 2))
-            elif s.task == "value":
-                rows.append(np.float32(res.value))
-            else:
-                probs = res.probabilities or {}
-                rows.append(np.array([probs[n] for n in s.class_names], dtype=np.float32))
+        rows = [s.task_kind.prediction(s, pred.predict(read_image(p))) for p in paths]
     if not rows:
         return s.decode_output(np.zeros((0, s.output_size), np.float32))
     return np.stack(rows)
@@ -419,19 +410,6 @@ def _spec_file(path: Path, model_path: Path | None = None) -> ModelSpec:
         raise SpecError(f"{path}: {e}") from None
 
 
-def _target_column_from_spec(spec: ModelSpec, data_dir: Path) -> str | None:
-    """The spec's target column, when labels.csv has a column of that name."""
-    name = spec.target_name
-    if not name or name == "value":
-        return None
-    try:
-        with open(data_dir / "labels.csv", newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f), [])
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None
-    return name if name.lower() in (h.strip().lower() for h in header) else None
-
-
 def _find_run_dir(model_file: Path) -> Path | None:
     """The run directory a model file lives in (itself or its ``export/`` folder), if any."""
     for d in (model_file.parent, model_file.parent.parent):
@@ -452,8 +430,9 @@ def _config(run_dir: Path) -> dict[str, Any]:
     return cfg if isinstance(cfg, dict) else {}
 
 
-def _baseline_targets(resolved: ResolvedModel) -> tuple[np.ndarray | None, str]:
-    """The run's own training targets (for the baseline), when they can still be read."""
+def _baseline_targets(resolved: ResolvedModel, spec: ModelSpec) -> tuple[np.ndarray | None, str]:
+    """The run's own training targets (for the baseline), when they can still be read
+    and fit the model (a run whose data changed since falls back to the evaluation data)."""
     if resolved.run_dir is None or not resolved.config:
         return None, "evaluation data"
     try:
@@ -462,17 +441,6 @@ def _baseline_targets(resolved: ResolvedModel) -> tuple[np.ndarray | None, str]:
         train_ds, _ = load_run_splits(resolved.run_dir)
     except (EdgeregError, OSError, ValueError, KeyError, ImportError):
         return None, "evaluation data"
+    if tasks.get(spec.task).dataset_fits(spec, train_ds):
+        return None, "evaluation data"
     return train_ds.targets(), "training data"
-
-
-def _check_dataset_fits(spec: ModelSpec, ds: Any, data_dir: Any) -> None:
-    if spec.task in ("point", "keypoints") and ds.num_keypoints != spec.num_keypoints:
-        raise DataError(
-            f"{data_dir}: labels have {ds.num_keypoints} keypoint(s) but the model predicts "
-            f"{spec.num_keypoints}"
-        )
-    if spec.task == "class" and tuple(ds.class_names) != tuple(spec.class_names):
-        raise DataError(
-            f"{data_dir}: classes {list(ds.class_names)} do not match the model's "
-            f"{list(spec.class_names)}"
-        )

@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -47,7 +47,8 @@ from edge_runtime.atomic import (
 from edge_runtime.errors import DataError, TrainingError
 from edge_runtime.images import read_image
 from edge_runtime.preprocess import resize_to_input
-from edge_runtime.spec import ModelSpec, parse_flip_pairs, parse_invariances
+from edge_runtime.spec import ModelSpec, parse_invariances
+from train import tasks
 
 CHECKPOINT_DIR = "checkpoint"
 LAST = "last.npz"
@@ -59,8 +60,6 @@ FINE_TUNE_LR_FACTOR = 0.3
 #: The --sanity check: images, steps, and what "fitted" means per task.
 SANITY_IMAGES = 8
 SANITY_CHECK_EVERY = 25
-SANITY_MAX_COORD_ERROR = 0.02  # mean normalized distance
-SANITY_MAX_VALUE_ERROR = 0.02  # mean absolute error as a share of the value range
 
 
 @dataclass
@@ -71,9 +70,6 @@ class TrainConfig:
     task: str
     val_dir: str | None = None
     val_fraction: float = 0.2
-    y_up: bool = False
-    coords: str = "normalized"
-    target: str | None = None
     skip_bad: bool = False
     backbone: str = "mobilenet_v2"
     alpha: float = 1.0
@@ -88,13 +84,13 @@ class TrainConfig:
     fine_tune_blocks: int | None = None  # None: every block (BatchNorm still frozen)
     fine_tune_lr: float | None = None
     patience: int | None = None  # None: max(10, a quarter of the epochs)
-    value_range: list[float] | None = None
     invariances: list[str] = field(default_factory=list)
-    flip_pairs: list[list[int]] = field(default_factory=list)
     augment: bool = True
     seed: int = 0
     max_minutes: float | None = None
     sanity_steps: int = 300
+    #: The task's own options (train/tasks/<task>.py), e.g. y_up, value_range, flip_pairs.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- public API
@@ -110,10 +106,12 @@ def train(
 ) -> Path:
     """Train a model and write the run directory ``out``; returns ``out``.
 
-    ``options`` are :class:`TrainConfig` fields (``invariances`` and ``flip_pairs`` may be
-    given as strings like ``"rot90,flip"`` and ``"0:1,2:3"``). ``resume=True`` continues
-    the interrupted run in ``out`` with its saved configuration. ``sanity=True`` only
-    checks that the model can overfit 8 training images, and raises TrainingError if not.
+    ``options`` are :class:`TrainConfig` fields and the task's own options (its module in
+    train/tasks, e.g. ``y_up``, ``value_range``, ``flip_pairs``); ``invariances`` and
+    ``flip_pairs`` may be given as strings like ``"rot90,flip"`` and ``"0:1,2:3"``.
+    ``resume=True`` continues the interrupted run in ``out`` with its saved configuration.
+    ``sanity=True`` only checks that the model can overfit 8 training images, and raises
+    TrainingError if not.
     """
     out = Path(out)
     if resume:
@@ -148,31 +146,34 @@ def _run_lock(out: Path) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- config
 def _make_config(data_dir: str | Path, task: str, options: dict[str, Any]) -> TrainConfig:
-    known = set(TrainConfig.__dataclass_fields__)
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise TypeError(f"train(): unknown option(s) {', '.join(unknown)}")
-    opts = {k: v for k, v in options.items() if v is not None}
+    kind = tasks.get(task)  # DataError naming the known tasks
+    fields = set(TrainConfig.__dataclass_fields__) - {"options"}
+    task_opts = {k: v for k, v in options.items() if k not in fields}
+    opts = {k: v for k, v in options.items() if k in fields and v is not None}
     if isinstance(opts.get("invariances"), str) or opts.get("invariances"):
         opts["invariances"] = list(parse_invariances(opts.get("invariances")))
-    fp = opts.get("flip_pairs")
-    if isinstance(fp, str):
-        opts["flip_pairs"] = [list(p) for p in parse_flip_pairs(fp)]
-    elif fp:
-        opts["flip_pairs"] = [list(map(int, p)) for p in fp]
-    if opts.get("value_range") is not None:
-        lo, hi = (float(v) for v in opts["value_range"])
-        if not hi > lo:
-            raise DataError(f"--range: HIGH must be above LOW, got {lo} {hi}")
-        opts["value_range"] = [lo, hi]
     if isinstance(opts.get("input_size"), tuple):
         opts["input_size"] = list(opts["input_size"])
-    cfg = TrainConfig(data_dir=str(Path(data_dir).resolve()), task=task, **opts)
+    cfg = TrainConfig(
+        data_dir=str(Path(data_dir).resolve()),
+        task=task,
+        options=_jsonable(tasks.task_options(kind, task_opts)),
+        **opts,
+    )
     if cfg.val_dir is not None:
         cfg.val_dir = str(Path(cfg.val_dir).resolve())
-    if task not in ("point", "keypoints", "value", "class"):
-        raise DataError(f"--task: {task!r} is not one of point, keypoints, value, class")
     return cfg
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    """Tuples become lists: the options are stored in config.json as they are."""
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        return v
+
+    return {k: conv(v) for k, v in d.items()}
 
 
 def _load_config_for_resume(out: Path, options: dict[str, Any]) -> TrainConfig:
@@ -195,7 +196,11 @@ def _load_config_for_resume(out: Path, options: dict[str, Any]) -> TrainConfig:
             f"--resume: using the settings saved in {path}; ignoring {', '.join(ignored)}",
             file=sys.stderr,
         )
-    return TrainConfig(**{k: v for k, v in raw.items() if k in fields})
+    from train.dataset import run_options
+
+    kw = {k: v for k, v in raw.items() if k in fields}
+    kw["options"] = run_options(raw)
+    return TrainConfig(**kw)
 
 
 def _refuse_existing_run(out: Path) -> None:
@@ -207,18 +212,12 @@ def _refuse_existing_run(out: Path) -> None:
         raise TrainingError(f"{out}: already holds a run; choose another --out or delete it")
 
 
-#: Optimizer steps and the largest epoch count of a default run, per task. Keypoints get
-#: more: 8 coordinates to place, and on the keypoints sample set the default run was
-#: still improving at its last epoch (best epoch 76 of 79).
-DEFAULT_STEPS = {"point": 1500, "keypoints": 2400, "value": 1500, "class": 1500}
-MAX_DEFAULT_EPOCHS = {"point": 80, "keypoints": 120, "value": 80, "class": 80}
-
-
 def default_epochs(n_train: int, batch_size: int, task: str = "point") -> int:
-    """About :data:`DEFAULT_STEPS` optimizer steps: 15 to :data:`MAX_DEFAULT_EPOCHS` epochs."""
+    """About the task's ``default_steps`` optimizer steps: 15 to its ``max_default_epochs``."""
+    kind = tasks.get(task)
     steps = max(1, math.ceil(n_train / batch_size))
-    want = math.ceil(DEFAULT_STEPS.get(task, 1500) / steps)
-    return int(min(MAX_DEFAULT_EPOCHS.get(task, 80), max(15, want)))
+    want = math.ceil(kind.default_steps / steps)
+    return int(min(kind.max_default_epochs, max(15, want)))
 
 
 def default_batch_size(n_train: int) -> int:
@@ -239,9 +238,9 @@ class _Data:
 
 
 def _load_data(cfg: TrainConfig, log: _Logger, only_train: int | None = None) -> _Data:
-    from train.dataset import load_dataset, split_dataset
+    from train.dataset import label_options, load_dataset, split_dataset
 
-    kw = dict(y_up=cfg.y_up, coords=cfg.coords, target=cfg.target, skip_bad=cfg.skip_bad)
+    kw = {"skip_bad": cfg.skip_bad, **label_options(cfg.task, cfg.options)}
     ds = load_dataset(cfg.data_dir, cfg.task, **kw)
     if getattr(ds, "dropped", 0):
         log(f"--skip-bad: dropped {ds.dropped} bad row(s) of {cfg.data_dir}")
@@ -287,35 +286,17 @@ def _make_spec(cfg: TrainConfig, ds: Any, train_targets: np.ndarray) -> ModelSpe
     h, w = _input_hw(cfg)
     if cfg.input_size is None:
         cfg.input_size = h if h == w else [h, w]
-    value_range = None
-    if cfg.task == "value":
-        if cfg.value_range is None:
-            lo, hi = float(np.min(train_targets)), float(np.max(train_targets))
-            span = hi - lo if hi > lo else max(1.0, abs(hi) * 0.1)
-            # A margin: outputs are clipped to the range, and new data may go a bit beyond.
-            lo, hi = lo - 0.05 * span, hi + 0.05 * span
-            cfg.value_range = [round(lo, 6), round(hi, 6)]
-        value_range = (float(cfg.value_range[0]), float(cfg.value_range[1]))
-        t = np.asarray(train_targets, np.float64)
-        outside = int(np.sum((t < value_range[0]) | (t > value_range[1])))
-        if outside:
-            raise DataError(
-                f"--range {value_range[0]:g} {value_range[1]:g}: {outside} training value(s) "
-                f"lie outside it (min {t.min():g}, max {t.max():g}); widen --range"
-            )
-    k = ds.num_keypoints if cfg.task in ("point", "keypoints") else 0
+    task_fields = tasks.get(cfg.task).spec_fields(cfg.options, ds, train_targets)
+    cfg.options = _jsonable(cfg.options)  # the task may record derived defaults (a range)
     return ModelSpec(
         task=cfg.task,
         input_height=h,
         input_width=w,
-        num_keypoints=k,
-        value_range=value_range,
         target_name=getattr(ds, "target_name", "value") or "value",
-        class_names=tuple(ds.class_names) if cfg.task == "class" else (),
-        flip_pairs=tuple(tuple(p) for p in cfg.flip_pairs),
         invariances=tuple(cfg.invariances),
         backbone=f"{cfg.backbone}@{cfg.alpha:g}",
         name=Path(cfg.data_dir).name,
+        **task_fields,
     )
 
 
@@ -382,9 +363,8 @@ def _epoch_order(seed: int, epoch: int, n: int, length: int) -> np.ndarray:
 
 
 def _encode(spec: ModelSpec, y: np.ndarray) -> np.ndarray:
-    if spec.task == "class":
-        return np.asarray(y, np.int64)
-    return spec.encode_target(y).reshape(len(y), -1).astype(np.float32)
+    """Dataset-form targets -> what the task's loss compares the output with."""
+    return tasks.get(spec.task).training_target(spec, y)
 
 
 def _predict(model: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -474,225 +454,296 @@ def _deployable(model: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- the run
+@dataclass
+class RunState:
+    """Where a run is: saved in every checkpoint, so ``--resume`` picks up from here."""
+
+    epoch: int = 0  # epochs completed
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    best_file: str | None = None
+    since_best: int = 0
+    stopped: str | None = None
+    elapsed_s: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunState:
+        raw = json.loads(text)
+        return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
+
+
+class Phase(NamedTuple):
+    """One training phase: what trains, over which epochs, at which learning rate."""
+
+    name: str  # warmup | finetune | scratch
+    first: int  # first epoch (0-based)
+    end: int  # one past the last epoch
+    lr: float
+
+
 class _Run:
+    """One training run, step by step: set up, train each phase, write the artifacts."""
+
     def __init__(self, cfg: TrainConfig, out: Path, log: _Logger, resume: bool) -> None:
         self.cfg, self.out, self.log, self.resume = cfg, out, log, resume
         self.ckdir = out / CHECKPOINT_DIR
+        self.state = RunState()
 
-    # phases: list of (name, first_epoch, end_epoch, lr, warmup_steps)
-    def _phases(self, n_train: int) -> list[tuple[str, int, int, float]]:
+    def _phases(self, n_train: int) -> list[Phase]:
         cfg = self.cfg
         total = cfg.epochs or default_epochs(n_train, cfg.batch_size or 16, cfg.task)
         if str(cfg.weights).lower() == "none":
-            return [("scratch", 0, total, cfg.lr)]
+            return [Phase("scratch", 0, total, cfg.lr)]
         warm = cfg.warmup_epochs
         if warm is None:
             warm = max(1, round(WARMUP_SHARE * total)) if total > 1 else 1
         warm = min(warm, total)
-        phases = [("warmup", 0, warm, cfg.lr)]
+        phases = [Phase("warmup", 0, warm, cfg.lr)]
         if total > warm:
             ft_lr = cfg.fine_tune_lr or cfg.lr * FINE_TUNE_LR_FACTOR
-            phases.append(("finetune", warm, total, ft_lr))
+            phases.append(Phase("finetune", warm, total, ft_lr))
         return phases
 
+    # ----------------------------------------------------------------- the run
     def run(self) -> Path:
-        cfg, out, log = self.cfg, self.out, self.log
         t_start = time.monotonic()
         # The dataset checks run before TensorFlow is even imported: bad data fails fast.
-        data = _load_data(cfg, log)
+        data = _load_data(self.cfg, self.log)
 
         import keras
 
-        from train.augment import Augmenter, augment_batch
-        from train.metrics import compute_metrics, primary_metric
         from train.models import build_model
 
-        keras.utils.set_random_seed(cfg.seed)
-        spec = data.spec
+        keras.utils.set_random_seed(self.cfg.seed)
+        self._setup(data)
+        ck = self._start_or_resume(data.spec)
+        cfg = self.cfg
+        model = build_model(
+            data.spec,
+            backbone=cfg.backbone,
+            alpha=cfg.alpha,
+            weights=cfg.weights,
+            dropout=cfg.dropout,
+        )
+        if ck is not None:
+            _set_weights(model, ck, "m")
+        for phase in self.phases:
+            if self.state.stopped or self.state.epoch >= phase.end:
+                continue
+            self._run_phase(model, phase, data, ck)
+            ck = None
+        return self._finish(model, data, time.monotonic() - t_start)
+
+    def _setup(self, data: _Data) -> None:
+        """Batch size, epochs, steps and phases for this data (defaults filled in)."""
+        from train.augment import Augmenter
+        from train.metrics import primary_metric
+
+        cfg = self.cfg
         n_train = len(data.x_train)
         if cfg.batch_size is None:
             cfg.batch_size = default_batch_size(n_train)
         if cfg.epochs is None:
             cfg.epochs = default_epochs(n_train, cfg.batch_size, cfg.task)
-        bs = min(cfg.batch_size, n_train)
-        steps = math.ceil(n_train / bs)
-        phases = self._phases(n_train)
-        key, higher = primary_metric(spec)
+        self.bs = min(cfg.batch_size, n_train)
+        self.steps = math.ceil(n_train / self.bs)
+        self.phases = self._phases(n_train)
+        self.key, self.higher = primary_metric(data.spec)
+        self.aug = Augmenter(data.spec) if cfg.augment else None
+        self.y_val_enc = _encode(data.spec, data.y_val)
+        self.train_started = time.monotonic()
 
-        state: dict[str, Any] = {
-            "epoch": 0,  # epochs completed
-            "history": [],
-            "best_metric": None,
-            "best_epoch": None,
-            "best_file": None,
-            "since_best": 0,
-            "stopped": None,
-            "elapsed_s": 0.0,
-        }
+    def _start_or_resume(self, spec: ModelSpec) -> dict[str, np.ndarray] | None:
+        """A new run writes its config and spec; a resumed one reads its last checkpoint."""
+        out, cfg = self.out, self.cfg
         ck: dict[str, np.ndarray] | None = None
         if self.resume:
+            import keras
+
             ck = _read_npz(self.ckdir / LAST)
-            state = json.loads(str(ck["state"]))
-            log(
-                f"resuming {out} after epoch {state['epoch']} (best so far: epoch "
-                f"{state['best_epoch']}, {key} {state['best_metric']})"
+            self.state = RunState.from_json(str(ck["state"]))
+            st = self.state
+            self.log(
+                f"resuming {out} after epoch {st.epoch} (best so far: epoch "
+                f"{st.best_epoch}, {self.key} {st.best_metric})"
             )
-            keras.utils.set_random_seed(cfg.seed + 1000 * state["epoch"])
+            keras.utils.set_random_seed(cfg.seed + 1000 * st.epoch)
         else:
             out.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(
-                out / "config.json",
-                {**asdict(cfg), "status": "running", "class_names": list(spec.class_names)},
-            )
+            self._write_config("running", spec)
             atomic_write_text(out / "spec.json", spec.to_json())
         self.ckdir.mkdir(parents=True, exist_ok=True)
+        self.elapsed0 = float(self.state.elapsed_s)
+        return ck
 
-        model = build_model(
-            spec, backbone=cfg.backbone, alpha=cfg.alpha, weights=cfg.weights, dropout=cfg.dropout
+    def _write_config(self, status: str, spec: ModelSpec) -> None:
+        atomic_write_json(
+            self.out / "config.json",
+            {**asdict(self.cfg), "status": status, "class_names": list(spec.class_names)},
         )
-        if ck is not None:
-            _set_weights(model, ck, "m")
-        aug = Augmenter(spec) if cfg.augment else None
-        y_val_enc = _encode(spec, data.y_val)
-        loss_fn = None
-        train_started = time.monotonic()
-        elapsed0 = float(state.get("elapsed_s", 0.0))
 
-        for name, first, end, lr in phases:
-            if state["stopped"] or state["epoch"] >= end:
-                continue
-            if state["epoch"] == first:
-                state["since_best"] = 0  # patience counts within a phase
-            _configure_phase(model, name, cfg)
-            warm_steps = steps if name == "finetune" else 0
-            opt = _compile(
-                model, spec, lr, max(1, (end - first) * steps), warm_steps, cfg.weight_decay
-            )
-            loss_fn = model.loss
-            if ck is not None and state["epoch"] > first:
-                opt.build(model.trainable_variables)
-                saved = [ck[k] for k in sorted(k for k in ck if k.startswith("o"))]
-                if len(saved) != len(opt.variables):
-                    raise TrainingError(
-                        f"{self.ckdir / LAST}: optimizer state has {len(saved)} variables, the "
-                        f"model needs {len(opt.variables)}; start the run again"
-                    )
-                for var, arr in zip(opt.variables, saved, strict=True):
-                    var.assign(arr)
-            ck = None
-            n_trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-            log(
-                f"phase {name}: epochs {first + 1}-{end}, lr {lr:g}, "
-                f"{n_trainable:,} trainable parameters, batch {bs}, {steps} steps/epoch"
-            )
-            for epoch in range(max(first, state["epoch"]), end):
-                t0 = time.monotonic()
-                x_aug, y_aug = augment_batch(aug, data.x_train, data.y_train, cfg.seed, epoch)
-                order = _epoch_order(cfg.seed, epoch, n_train, steps * bs)
-                y_enc = _encode(spec, y_aug)
-                losses = []
-                bar = log.progress(
-                    range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs} {name}", unit="step"
-                )
-                for s in bar:
-                    idx = order[s * bs : (s + 1) * bs]
-                    loss = model.train_on_batch(x_aug[idx].astype(np.float32), y_enc[idx])
-                    losses.append(float(np.asarray(loss).reshape(-1)[0]))
-                    if hasattr(bar, "set_postfix"):
-                        bar.set_postfix(loss=f"{np.mean(losses):.4g}")
-                raw = _predict(model, data.x_val)
-                val_loss = float(np.asarray(loss_fn(y_val_enc, raw)))
-                m = compute_metrics(
-                    spec,
-                    data.y_val,
-                    spec.decode_output(raw),
-                    image_sizes=data.val_sizes,
-                    train_targets=data.y_train,
-                )
-                scal = _scalar_metrics(spec, m)
-                cur_lr = float(np.asarray(opt.learning_rate))
-                row = {
-                    "epoch": epoch + 1,
-                    "phase": name,
-                    "loss": float(np.mean(losses)),
-                    "val_loss": val_loss,
-                    "lr": cur_lr,
-                    **{f"val_{k}": v for k, v in scal.items()},
-                    "seconds": round(time.monotonic() - t0, 2),
-                }
-                state["history"].append(row)
-                state["epoch"] = epoch + 1
-                metric = scal.get(key)
-                best = state["best_metric"]
-                improved = metric is not None and (
-                    best is None or (metric > best if higher else metric < best)
-                )
-                if improved:
-                    state["best_metric"], state["best_epoch"] = metric, epoch + 1
-                    state["since_best"] = 0
-                    fname = f"best-{epoch + 1:04d}.npz"
-                    atomic_write_bytes(self.ckdir / fname, _npz_bytes(_weights_arrays(model)))
-                    old_best, state["best_file"] = state["best_file"], fname
-                else:
-                    old_best = None
-                    state["since_best"] += 1
-                elapsed = elapsed0 + time.monotonic() - train_started
-                state["elapsed_s"] = elapsed
-                patience = cfg.patience or max(10, cfg.epochs // 4)
-                if name != "warmup" and state["since_best"] >= patience:
-                    state["stopped"] = f"early stop: no better {key} for {patience} epochs"
-                if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
-                    state["stopped"] = f"time budget of {cfg.max_minutes:g} min reached"
-                self._checkpoint(model, opt, state)
-                if old_best:
-                    (self.ckdir / old_best).unlink(missing_ok=True)
-                self._write_history(state["history"])
-                log(
-                    f"epoch {epoch + 1}/{cfg.epochs} {name}: loss {row['loss']:.4g} "
-                    f"val_loss {val_loss:.4g} {key} {metric:.4g}"
-                    f"{' *best*' if improved else ''} ({row['seconds']:.1f}s)"
-                )
-                if state["stopped"]:
-                    log(state["stopped"])
-                    break
+    # ----------------------------------------------------------------- a phase
+    def _run_phase(
+        self, model: Any, phase: Phase, data: _Data, ck: dict[str, np.ndarray] | None
+    ) -> None:
+        cfg, st = self.cfg, self.state
+        if st.epoch == phase.first:
+            st.since_best = 0  # patience counts within a phase
+        _configure_phase(model, phase.name, cfg)
+        warm_steps = self.steps if phase.name == "finetune" else 0
+        decay = max(1, (phase.end - phase.first) * self.steps)
+        opt = _compile(model, data.spec, phase.lr, decay, warm_steps, cfg.weight_decay)
+        if ck is not None and st.epoch > phase.first:
+            self._restore_optimizer(model, opt, ck)
+        n_trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+        self.log(
+            f"phase {phase.name}: epochs {phase.first + 1}-{phase.end}, lr {phase.lr:g}, "
+            f"{n_trainable:,} trainable parameters, batch {self.bs}, {self.steps} steps/epoch"
+        )
+        for epoch in range(max(phase.first, st.epoch), phase.end):
+            t0 = time.monotonic()
+            loss = self._train_epoch(model, data, epoch, phase.name)
+            row = self._validate(model, data, epoch, phase.name, loss, opt)
+            row["seconds"] = round(time.monotonic() - t0, 2)
+            self._end_epoch(model, opt, row, phase)
+            if st.stopped:
+                self.log(st.stopped)
+                break
 
-        # ------------------------------------------------------------- final artifacts
-        if not state["best_file"]:
-            raise TrainingError(f"{out}: no epoch produced a validation metric; nothing to save")
-        _set_weights(model, _read_npz(self.ckdir / state["best_file"]), "m")
+    def _restore_optimizer(self, model: Any, opt: Any, ck: dict[str, np.ndarray]) -> None:
+        opt.build(model.trainable_variables)
+        saved = [ck[k] for k in sorted(k for k in ck if k.startswith("o"))]
+        if len(saved) != len(opt.variables):
+            raise TrainingError(
+                f"{self.ckdir / LAST}: optimizer state has {len(saved)} variables, the "
+                f"model needs {len(opt.variables)}; start the run again"
+            )
+        for var, arr in zip(opt.variables, saved, strict=True):
+            var.assign(arr)
+
+    def _train_epoch(self, model: Any, data: _Data, epoch: int, name: str) -> float:
+        """One pass over the (augmented, shuffled) training images; the mean loss."""
+        from train.augment import augment_batch
+
+        cfg, bs = self.cfg, self.bs
+        x_aug, y_aug = augment_batch(self.aug, data.x_train, data.y_train, cfg.seed, epoch)
+        order = _epoch_order(cfg.seed, epoch, len(data.x_train), self.steps * bs)
+        y_enc = _encode(data.spec, y_aug)
+        losses: list[float] = []
+        bar = self.log.progress(
+            range(self.steps), desc=f"epoch {epoch + 1}/{cfg.epochs} {name}", unit="step"
+        )
+        for s in bar:
+            idx = order[s * bs : (s + 1) * bs]
+            loss = model.train_on_batch(x_aug[idx].astype(np.float32), y_enc[idx])
+            losses.append(float(np.asarray(loss).reshape(-1)[0]))
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{np.mean(losses):.4g}")
+        return float(np.mean(losses))
+
+    def _validate(
+        self, model: Any, data: _Data, epoch: int, name: str, loss: float, opt: Any
+    ) -> dict[str, Any]:
+        """The epoch's history row: losses, learning rate and validation metrics."""
+        from train.metrics import compute_metrics
+
+        spec = data.spec
         raw = _predict(model, data.x_val)
-        y_pred = spec.decode_output(raw)
+        val_loss = float(np.asarray(model.loss(self.y_val_enc, raw)))
+        m = compute_metrics(
+            spec,
+            data.y_val,
+            spec.decode_output(raw),
+            image_sizes=data.val_sizes,
+            train_targets=data.y_train,
+        )
+        scal = _scalar_metrics(spec, m)
+        return {
+            "epoch": epoch + 1,
+            "phase": name,
+            "loss": loss,
+            "val_loss": val_loss,
+            "lr": float(np.asarray(opt.learning_rate)),
+            **{f"val_{k}": v for k, v in scal.items()},
+        }
+
+    def _end_epoch(self, model: Any, opt: Any, row: dict[str, Any], phase: Phase) -> None:
+        """Keep the best weights, decide on stopping, checkpoint, and say how it went."""
+        cfg, st, key = self.cfg, self.state, self.key
+        st.history.append(row)
+        st.epoch = row["epoch"]
+        metric = row.get(f"val_{key}")
+        best = st.best_metric
+        improved = metric is not None and (
+            best is None or (metric > best if self.higher else metric < best)
+        )
+        old_best = None
+        if improved:
+            st.best_metric, st.best_epoch, st.since_best = metric, st.epoch, 0
+            fname = f"best-{st.epoch:04d}.npz"
+            atomic_write_bytes(self.ckdir / fname, _npz_bytes(_weights_arrays(model)))
+            old_best, st.best_file = st.best_file, fname
+        else:
+            st.since_best += 1
+        st.elapsed_s = self.elapsed0 + time.monotonic() - self.train_started
+        patience = cfg.patience or max(10, (cfg.epochs or 1) // 4)
+        if phase.name != "warmup" and st.since_best >= patience:
+            st.stopped = f"early stop: no better {key} for {patience} epochs"
+        if cfg.max_minutes and st.elapsed_s > cfg.max_minutes * 60:
+            st.stopped = f"time budget of {cfg.max_minutes:g} min reached"
+        self._checkpoint(model, opt)
+        if old_best:
+            (self.ckdir / old_best).unlink(missing_ok=True)
+        self._write_history(st.history)
+        shown = f"{metric:.4g}" if metric is not None else "n/a"
+        self.log(
+            f"epoch {st.epoch}/{cfg.epochs} {phase.name}: loss {row['loss']:.4g} "
+            f"val_loss {row['val_loss']:.4g} {key} {shown}"
+            f"{' *best*' if improved else ''} ({row['seconds']:.1f}s)"
+        )
+
+    # ----------------------------------------------------------------- the artifacts
+    def _finish(self, model: Any, data: _Data, seconds: float) -> Path:
+        """The best epoch's model, spec, metrics, plots and summary: the run directory."""
+        from train.metrics import compute_metrics
+
+        out, st, spec = self.out, self.state, data.spec
+        if not st.best_file:
+            raise TrainingError(f"{out}: no epoch produced a validation metric; nothing to save")
+        _set_weights(model, _read_npz(self.ckdir / st.best_file), "m")
+        y_pred = spec.decode_output(_predict(model, data.x_val))
         metrics = compute_metrics(
             spec, data.y_val, y_pred, image_sizes=data.val_sizes, train_targets=data.y_train
         )
         metrics.update(
-            {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "primary_metric": key}
+            {"best_epoch": st.best_epoch, "epochs_run": st.epoch, "primary_metric": self.key}
         )
         spec_final = spec.with_extra(
             metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
-            train_images=n_train,
+            train_images=len(data.x_train),
             val_images=len(data.x_val),
         )
         with atomic_path(out / "model.keras") as tmp:
             _deployable(model).save(tmp)
         atomic_write_text(out / "spec.json", spec_final.to_json())
         atomic_write_json(out / "metrics.json", metrics)
-        self._write_history(state["history"])
+        self._write_history(st.history)
         plot_notes = self._plots(spec, data, y_pred)
-        summary = self._summary(spec, data, state, metrics, time.monotonic() - t_start, plot_notes)
+        summary = self._summary(spec, data, metrics, seconds, plot_notes)
         atomic_write_text(out / "summary.txt", summary)
-        atomic_write_json(
-            out / "config.json",
-            {**asdict(cfg), "status": "complete", "class_names": list(spec.class_names)},
-        )
+        self._write_config("complete", spec)
         shutil.rmtree(self.ckdir, ignore_errors=True)
-        log(summary)
+        self.log(summary)
         return out
 
-    def _checkpoint(self, model: Any, opt: Any, state: dict[str, Any]) -> None:
+    def _checkpoint(self, model: Any, opt: Any) -> None:
         arrays = _weights_arrays(model, "m")
         arrays.update({f"o{i:05d}": np.asarray(v) for i, v in enumerate(opt.variables)})
-        arrays["state"] = np.array(json.dumps(state))
+        arrays["state"] = np.array(self.state.to_json())
         atomic_write_bytes(self.ckdir / LAST, _npz_bytes(arrays))
 
     def _write_history(self, rows: list[dict[str, Any]]) -> None:
@@ -743,29 +794,26 @@ class _Run:
         self,
         spec: ModelSpec,
         data: _Data,
-        state: dict[str, Any],
         metrics: dict[str, Any],
         seconds: float,
         notes: list[str],
     ) -> str:
         from train import metrics as M
 
-        cfg = self.cfg
+        cfg, st = self.cfg, self.state
         lines = [
             f"edgereg train: {cfg.task} on {cfg.data_dir}",
             f"backbone {cfg.backbone} alpha {cfg.alpha:g}, weights {cfg.weights}, input "
             f"{spec.input_height}x{spec.input_width}, seed {cfg.seed}",
             f"images: {len(data.x_train)} train, {len(data.x_val)} validation"
             + (f" ({data.n_dropped} bad rows dropped by --skip-bad)" if data.n_dropped else ""),
-            f"epochs run: {state['epoch']} of {cfg.epochs}; best epoch {state['best_epoch']}"
-            + (f"; {state['stopped']}" if state["stopped"] else ""),
+            f"epochs run: {st.epoch} of {cfg.epochs}; best epoch {st.best_epoch}"
+            + (f"; {st.stopped}" if st.stopped else ""),
             f"training time: {seconds / 60:.1f} min",
             "",
         ]
-        fmt = getattr(M, "format_table", None)
-        lines.append(fmt(spec, metrics) if fmt else json.dumps(metrics, indent=1, default=str))
-        verdict = getattr(M, "verdict", None)
-        v = verdict(spec, metrics) if verdict else None
+        lines.append(M.format_table(spec, metrics))
+        v = M.verdict(spec, metrics)
         if v:
             lines += ["", v]
         lines += notes
@@ -823,12 +871,4 @@ def _sanity(cfg: TrainConfig, out: Path, log: _Logger) -> Path:
 
 
 def _sanity_error(spec: ModelSpec, y: np.ndarray, pred: np.ndarray) -> tuple[float, bool, str]:
-    if spec.task in ("point", "keypoints"):
-        d = float(np.mean(np.hypot(*(pred - y).reshape(-1, 2).T)))
-        return d, d <= SANITY_MAX_COORD_ERROR, "mean normalized point error"
-    if spec.task == "value":
-        lo, hi = spec.value_range  # type: ignore[misc]
-        e = float(np.mean(np.abs(pred - y)) / (hi - lo))
-        return e, e <= SANITY_MAX_VALUE_ERROR, "mean absolute error / range"
-    acc = float(np.mean(np.argmax(pred, axis=-1) == y))
-    return acc, acc == 1.0, "training accuracy"
+    return tasks.get(spec.task).sanity_error(spec, y, pred)
