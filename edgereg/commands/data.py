@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ._tasks import given_task_options, task_choice, task_help, task_options
+
 
 @click.group(name="data")
 def cli() -> None:
@@ -12,32 +14,11 @@ def cli() -> None:
 
 @cli.command(name="check")
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=str))
-@click.option(
-    "--task",
-    required=True,
-    type=click.Choice(["point", "keypoints", "value", "class"]),
-    help="What the labels are.",
-)
-@click.option("--y-up", is_flag=True, help="Labels have their origin bottom-left (y up).")
-@click.option(
-    "--coords",
-    type=click.Choice(["normalized", "pixels"]),
-    default="normalized",
-    show_default=True,
-    help="Label units: normalized [0, 1] or pixels of each image.",
-)
-@click.option("--target", default=None, help="value task: the CSV column to learn (default value).")
+@click.option("--task", required=True, type=task_choice(), help=task_help("What the labels are:"))
+@task_options(labels_only=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON too.")
 @click.pass_context
-def check(
-    ctx: click.Context,
-    data_dir: str,
-    task: str,
-    y_up: bool,
-    coords: str,
-    target: str | None,
-    as_json: bool,
-) -> None:
+def check(ctx: click.Context, data_dir: str, task: str, as_json: bool, **options: object) -> None:
     """Check every image and label in DATA_DIR and print one report.
 
     Exit code 0 when the dataset is clean, 1 when problems are listed.
@@ -46,7 +27,7 @@ def check(
 
     from train.dataset import check_dataset
 
-    report = check_dataset(data_dir, task, y_up=y_up, coords=coords, target=target)
+    report = check_dataset(data_dir, task, **given_task_options(options, labels_only=True))
     click.echo(report.format())
     if as_json:
         click.echo(json.dumps(report.stats, indent=2, sort_keys=True))

@@ -15,29 +15,16 @@ from pathlib import Path
 
 import click
 
-#: The recipe arguments for each sample dataset; `python -m bench` trains with the same.
-TASK_TRAIN_ARGS: dict[str, list[str]] = {
-    "point": [],
-    "value": ["--range", "80", "350", "--invariant", "rot90,flip"],
-    "keypoints": [],
-    "class": ["--invariant", "rot90,flip", "--epochs", "30"],
-}
-#: The value story's default is 5,000 images; the demo keeps to its time budget with fewer.
-TASK_SAMPLE_ARGS: dict[str, list[str]] = {
-    "point": [],
-    "value": ["--n", "1500", "--n-val", "300"],
-    "keypoints": [],
-    "class": [],
-}
+from ._tasks import sample_task_choice, sample_task_help
 
 
 @click.command(name="demo")
 @click.option(
     "--task",
-    type=click.Choice(["point", "value", "keypoints", "class"]),
+    type=sample_task_choice(),
     default="point",
     show_default=True,
-    help="Which user story: object midpoint (120 images), concentration, card corners, defect.",
+    help=sample_task_help(),
 )
 @click.option(
     "--out",
@@ -77,7 +64,10 @@ def cli(task: str, out: Path, epochs: int | None, seed: int, quick: bool) -> Non
     def step(i: int, what: str) -> None:
         click.secho(f"\n[{i}/{steps}] {what}  ({time.monotonic() - t0:.0f} s)", bold=True, err=True)
 
-    sample_args = ["--n", "24", "--n-val", "12"] if quick else TASK_SAMPLE_ARGS[task]
+    from train import tasks
+
+    recipe = tasks.get(task)
+    sample_args = ["--n", "24", "--n-val", "12"] if quick else list(recipe.demo_sample_args)
     step(1, f"sample dataset for the {task} story -> {data}")
     _edgereg("samples", "make", data, "--task", task, "--seed", seed, *sample_args)
 
@@ -85,7 +75,7 @@ def cli(task: str, out: Path, epochs: int | None, seed: int, quick: bool) -> Non
     _edgereg("data", "check", data / "train", "--task", task)
 
     step(3, "training (pretrained MobileNetV2, two phases)")
-    train_args = list(TASK_TRAIN_ARGS[task])
+    train_args = list(recipe.demo_train_args)
     if quick:
         train_args += [
             "--epochs",

@@ -10,30 +10,19 @@ from pathlib import Path
 
 import click
 
+from ._tasks import given_task_options, task_choice, task_options
+
 
 @click.command(name="eval")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option(
     "--task",
-    type=click.Choice(["point", "keypoints", "value", "class"]),
+    type=task_choice(),
     default=None,
     help="Expected task (default: the model's own; a mismatch is an error).",
 )
-@click.option(
-    "--y-up/--y-down",
-    "y_up",
-    default=None,
-    help="Labels' y runs up from the bottom (--y-up) or down from the top. "
-    "Default: the run's config, else down.",
-)
-@click.option(
-    "--coords",
-    type=click.Choice(["normalized", "pixels"]),
-    default=None,
-    help="Label coordinates in [0, 1] or in pixels. Default: the run's config, else normalized.",
-)
-@click.option("--target", default=None, help="Value column in labels.csv (value task).")
+@task_options(labels_only=True, tristate=True)
 @click.option("--tta", is_flag=True, help="Average over the model's declared invariances.")
 @click.option(
     "--backend",
@@ -61,19 +50,18 @@ def cli(
     model: Path,
     data_dir: Path,
     task: str | None,
-    y_up: bool | None,
-    coords: str | None,
-    target: str | None,
     tta: bool,
     backend: str,
     skip_bad: bool,
     json_out: Path | None,
     plots_dir: Path | None,
+    **options: object,
 ) -> None:
     """Evaluate MODEL (a run directory, .keras or .tflite file) on DATA_DIR.
 
     Prints each metric beside the trivial baseline (training mean / majority class) and
-    warns loudly when the model is not clearly better than it.
+    warns loudly when the model is not clearly better than it. Label options left out
+    (--y-up, --coords, --target ...) take the run's own settings.
     """
     from edge_runtime.atomic import atomic_write_json
     from train.evaluate import evaluate_model
@@ -83,12 +71,10 @@ def cli(
         model,
         data_dir,
         task=task,
-        y_up=y_up,
-        coords=coords,
-        target=target,
         tta=tta,
         backend=backend,
         skip_bad=skip_bad,
+        **given_task_options(options, labels_only=True),
     )
     m = ev.metrics
     click.echo(f"model: {m['model']} ({m['model_kind']}{', TTA' if tta else ''})")

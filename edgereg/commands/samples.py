@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import click
 
+from ._tasks import sample_task_choice, sample_task_help
+
+
+def _counts(split: int) -> str:
+    from train import tasks
+
+    return ", ".join(f"{t.name} {s.counts[split]}" for t in tasks.tasks() if (s := t.samples()))
+
 
 @click.group(name="samples")
 def cli() -> None:
@@ -12,23 +20,18 @@ def cli() -> None:
 
 @cli.command(name="make")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=str))
-@click.option(
-    "--task",
-    required=True,
-    type=click.Choice(["point", "value", "keypoints", "class"]),
-    help="Which user story: object midpoint, concentration, card corners, defect or not.",
-)
+@click.option("--task", required=True, type=sample_task_choice(), help=sample_task_help())
 @click.option(
     "--n",
     type=click.IntRange(min=1),
     default=None,
-    help="Training images (default: point 120, value 5000, keypoints 300, class 287).",
+    help="Training images (default: the task's, " + _counts(0) + ").",
 )
 @click.option(
     "--n-val",
     type=click.IntRange(min=0),
     default=None,
-    help="Validation images (default: point 60, value 1000, keypoints 100, class 100).",
+    help="Validation images (default: the task's, " + _counts(1) + ").",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
 @click.option(

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import click
 
-TASKS = ["point", "keypoints", "value", "class"]
+from train import tasks as train_tasks
+
+from ._tasks import given_task_options, task_choice, task_help, task_options
+
 BACKBONES = [
     "mobilenet_v2",
     "mobilenet_v3_small",
@@ -34,9 +37,8 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option(
     "--task",
-    type=click.Choice(TASKS),
-    help="point: one (x, y); keypoints: K (x, y); value: a number; class: a label. "
-    "Not needed with --resume.",
+    type=task_choice(),
+    help=task_help("What the model answers (not needed with --resume):"),
 )
 @click.option(
     "--out",
@@ -70,7 +72,9 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option(
     "--input-size",
     callback=_input_size,
-    help="Model input, e.g. 160 or 128x160 (HxW). Default: point/keypoints 160, class 224, value 96.",
+    help="Model input, e.g. 160 or 128x160 (HxW). Default: the task's ("
+    + ", ".join(f"{t.name} {t.default_input_size}" for t in train_tasks.tasks())
+    + ").",
 )
 @click.option(
     "--weights",
@@ -81,7 +85,12 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option(
     "--epochs",
     type=click.IntRange(1),
-    help="Total epochs (default: ~1500 steps, 15-80; keypoints ~2400, 15-120).",
+    help="Total epochs (default: the task's number of steps, e.g. "
+    + ", ".join(
+        f"{t.name} ~{t.default_steps} in 15-{t.max_default_epochs} epochs"
+        for t in train_tasks.tasks()
+    )
+    + ").",
 )
 @click.option(
     "--warmup-epochs", type=click.IntRange(1), help="Head-only epochs (default: 15 % of them)."
@@ -106,32 +115,12 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
     help="Early stopping: epochs without a better validation metric (default: max(10, epochs/4)).",
 )
 @click.option(
-    "--range",
-    "value_range",
-    nargs=2,
-    type=float,
-    help="value task: LOW HIGH of the target in your units (default: data range + 5 % margin).",
-)
-@click.option(
     "--invariant",
     "invariances",
     help="Transforms that do not change the target, e.g. rot90,flip or rotate "
     "(hflip, vflip, flip, rot90, rotate). Used for augmentation.",
 )
-@click.option(
-    "--flip-pairs",
-    help="keypoints: pairs that swap under a horizontal flip, e.g. 0:1,2:3 "
-    "(without them, keypoints are never mirrored).",
-)
-@click.option("--y-up", is_flag=True, help="Labels have their origin bottom-left (y up).")
-@click.option(
-    "--coords",
-    type=click.Choice(["normalized", "pixels"]),
-    default="normalized",
-    show_default=True,
-    help="Label units: normalized [0, 1] or pixels of each image.",
-)
-@click.option("--target", help="value task: the CSV column to learn (default: value).")
+@task_options(labels_only=False)
 @click.option("--no-augment", is_flag=True, help="Turn augmentation off (to compare).")
 @click.option("--max-minutes", type=float, help="Stop after this much training time (best kept).")
 @click.option(
@@ -166,10 +155,12 @@ def cli(data_dir: str, task: str | None, out: str, **kw: object) -> None:
       edgereg train data/midpoint --task point --y-up --out runs/midpoint
       edgereg train data/reagent --task value --range 80 350 --invariant rot90,flip --out runs/c
       edgereg train data/cards --task keypoints --flip-pairs 0:1,2:3 --out runs/cards
+      edgereg train data/gauges --task angle --gauge 225 135 0 10 --units bar --out runs/g
       edgereg train data/cards --task keypoints --out runs/cards --resume
     """
     from train.training import train
 
+    given = given_task_options(kw, labels_only=False)
     resume = bool(kw.pop("resume"))
     if resume:  # a resumed run uses its saved settings; pass on only what the user typed
         ctx = click.get_current_context()
@@ -183,8 +174,6 @@ def cli(data_dir: str, task: str | None, out: str, **kw: object) -> None:
     quiet = bool(kw.pop("quiet"))
     if "no_augment" in kw:
         kw["augment"] = not kw.pop("no_augment")
-    if kw.get("value_range") == ():
-        kw["value_range"] = None
     if task is None and not resume:
         raise click.UsageError("--task is required (except with --resume)")
     path = train(
@@ -195,5 +184,6 @@ def cli(data_dir: str, task: str | None, out: str, **kw: object) -> None:
         sanity=sanity,
         verbose=not quiet,
         **kw,
+        **given,
     )
     click.echo(f"{'sanity check passed' if sanity else 'run written'}: {path}")
