@@ -20,6 +20,8 @@ at ``i + 0.5``), as in the rest of edgereg.
 from __future__ import annotations
 
 import math
+import struct
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -47,7 +49,6 @@ BEZELS = ("chrome", "brass", "black")
 #: corner jitter of the perspective, as a share of the gauge's size (its diameter)
 PERSPECTIVE = 0.06
 
-_F = cv2.FONT_HERSHEY_SIMPLEX
 _STYLES: dict[str, dict] = {
     # face colour, ink, numbers drawn, minor tick steps, needle colours, fonts
     "classic": {
@@ -170,6 +171,7 @@ def gauge_params(rng: np.random.Generator, size: tuple[int, int] = GAUGE_SIZE) -
     d -= d.mean(0)
     roll = np.sum(sq[:, 0] * d[:, 1] - sq[:, 1] * d[:, 0]) / np.sum(sq**2)
     d -= roll * np.c_[-sq[:, 1], sq[:, 0]]
+    d *= min(1.0, 2 * PERSPECTIVE / np.abs(d).max())  # and no corner beyond the limit
     persp = [[float(a), float(b)] for a, b in d]
     # the needle: uniform over the sweep on the dial; redrawn in the rare case the
     # perspective would show it outside the sweep (a stop pin holds it there anyway)
@@ -289,9 +291,9 @@ def _pts(unit_pts: np.ndarray) -> np.ndarray:
     return np.round((np.asarray(unit_pts) * _K + _C0) * _ONE).astype(np.int32)
 
 
-def _col(rgb: Iterable[float], alpha: int = 255) -> tuple[int, int, int, int]:
+def _col(rgb: Iterable[float]) -> tuple[int, int, int]:
     r, g, b = (int(round(v)) for v in rgb)
-    return (r, g, b, alpha)
+    return (r, g, b)
 
 
 def _circle(img: np.ndarray, c: Iterable[float], r: float, col: tuple, th: int = -1) -> None:
@@ -357,7 +359,7 @@ def _needle_parts(p: Params) -> tuple[list[np.ndarray], list[tuple[np.ndarray, f
             )
         )
     else:  # arrow: a thin shaft, an arrow head, a round counterweight on the tail
-        head = 0.14
+        head = 0.13
         polys.append(
             np.array(
                 [at(-tail, -w / 2), at(L - head, -w / 2), at(L - head, w / 2), at(-tail, w / 2)]
@@ -366,19 +368,19 @@ def _needle_parts(p: Params) -> tuple[list[np.ndarray], list[tuple[np.ndarray, f
         polys.append(
             np.array(
                 [
-                    at(L - head - 0.01, -2.2 * w),
+                    at(L - head - 0.01, -3.2 * w),
                     at(L, 0),
-                    at(L - head - 0.01, 2.2 * w),
+                    at(L - head - 0.01, 3.2 * w),
                     at(L - head, 0),
                 ]
             )
         )
-        circles.append((at(-tail, 0), 0.05))
+        circles.append((at(-tail, 0), 0.042))
     return polys, circles
 
 
 def _draw_face(c: np.ndarray, p: Params) -> None:
-    """Ticks, numbers, zones and text on the canvas (RGBA uint8, in place)."""
+    """Ticks, numbers, zones and text on the canvas (RGB uint8, in place)."""
     rf = p["face_radius"]
     ink = _col(p["ink_rgb"])
     ro = 0.93 * rf  # outer end of the ticks
@@ -445,7 +447,7 @@ def _draw_needle(c: np.ndarray, p: Params) -> None:
     ys, xs = slice(lo[1], hi[1]), slice(lo[0], hi[0])
     roi = cv2.GaussianBlur(m[ys, xs], (0, 0), 0.012 * _K)
     f = (255 - strength * roi.astype(np.float32)).astype(np.uint8)
-    c[ys, xs] = cv2.multiply(c[ys, xs], cv2.merge([f, f, f, np.full_like(f, 255)]), scale=1 / 255)
+    c[ys, xs] = cv2.multiply(c[ys, xs], cv2.merge([f, f, f]), scale=1 / 255)
     # the needle, its counterweight, the hub cap (with a highlight when chrome-like)
     col = _col(p["needle_rgb"])
     cv2.fillPoly(c, [_pts(q) for q in polys], col, aa, _SHIFT)
@@ -481,7 +483,7 @@ def _glare(c: np.ndarray, p: Params) -> np.ndarray:
     glass = np.clip((p["face_radius"] - r) / 0.01, 0, 1)
     a8 = np.clip(field * glass * gl["strength"] * 255 + 0.5, 0, 255).astype(np.uint8)
     a8 = cv2.resize(a8, (_C, _C), interpolation=cv2.INTER_LINEAR)
-    a4 = cv2.merge([a8, a8, a8, np.zeros_like(a8)])
+    a4 = cv2.merge([a8, a8, a8])
     return cv2.add(c, cv2.multiply(255 - c, a4, scale=1 / 255))
 
 
@@ -512,13 +514,14 @@ def render_gauge(p: Params) -> tuple[np.ndarray, dict]:
     """
     h, w = p["size"]
     m = gauge_homography(p)
-    # the face-on gauge on its canvas (RGBA; alpha = the disc)
-    canvas = cv2.cvtColor(_fields(p), cv2.COLOR_RGB2RGBA)
-    canvas[..., 3] = _grids()["alpha"]
+    # the face-on gauge on its canvas; drawn in RGB, since OpenCV's anti-aliased text
+    # also writes into a fourth channel, and the disc's alpha is added afterwards
+    canvas = _fields(p)
     _draw_face(canvas, p)
     if p["with_needle"]:
         _draw_needle(canvas, p)
-    canvas = _glare(canvas, p)
+    canvas = cv2.cvtColor(_glare(canvas, p), cv2.COLOR_RGB2RGBA)
+    canvas[..., 3] = _grids()["alpha"]
     # into the image: warp at _SS x resolution over the gauge's bounding box, then average
     quad = _project(m, np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * 1.02)
     x0, y0 = np.floor(quad.min(0)).astype(int).clip(0, (w, h))
@@ -560,32 +563,59 @@ def render_gauge(p: Params) -> tuple[np.ndarray, dict]:
 
 
 # =========================================================================== docs
-def contact_sheet(seeds: Iterable[int], path: str | Path, cols: int = 4, tile: int = 168) -> Path:
+def contact_sheet(seeds: Iterable[int], path: str | Path, cols: int = 4, tile: int = 224) -> Path:
     """Render ``gauge_params(default_rng(seed))`` for each seed into one PNG grid.
 
-    Each tile is captioned with its label (image angle) and reading. Used for
-    ``docs/img/gauges.png``: ``python -m train.gauges docs/img/gauges.png``.
+    Each tile is captioned with its label (image angle) and reading. The sheet is stored
+    with a 256-colour palette (the sensor noise makes a full-colour PNG ~4x larger).
+    ``docs/img/gauges.png`` is ``python -m train.gauges docs/img/gauges.png``.
     """
     tiles = []
     for seed in seeds:
         p = gauge_params(np.random.default_rng(seed))
         img, aux = render_gauge(p)
-        t = cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA)
-        cap = np.full((18, tile, 3), 255, np.uint8)
-        txt = f"{aux['angle_deg']:.1f} deg  {gauge_reading(p):.2f} bar"
-        cv2.putText(cap, txt, (4, 13), _F, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-        tiles.append(np.vstack([t, cap]))
+        if tile != img.shape[1]:
+            img = cv2.resize(img, (tile, tile * img.shape[0] // img.shape[1]), cv2.INTER_AREA)
+        cap = np.full((18, img.shape[1], 3), 255, np.uint8)
+        txt = f"{aux['angle_deg']:.1f} deg  {gauge_reading(p):.2f} {SCALE_UNITS}"
+        cv2.putText(cap, txt, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        tiles.append(np.vstack([img, cap]))
     while len(tiles) % cols:
         tiles.append(np.full_like(tiles[0], 255))
-    rows = [np.hstack(tiles[i : i + cols]) for i in range(0, len(tiles), cols)]
-    sheet = np.vstack(rows)
+    sheet = np.vstack([np.hstack(tiles[i : i + cols]) for i in range(0, len(tiles), cols)])
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(
-        str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]
-    ):
-        raise OSError(f"{out}: could not be written")
+    out.write_bytes(_palette_png(sheet))
     return out
+
+
+def _palette_png(rgb: np.ndarray, colors: int = 256) -> bytes:
+    """An 8-bit indexed PNG of ``rgb`` (k-means palette, nearest colour, no dithering)."""
+    h, w = rgb.shape[:2]
+    px = rgb.reshape(-1, 3).astype(np.float32)
+    sample = px[np.random.default_rng(0).choice(len(px), min(len(px), 20000), replace=False)]
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    cv2.setRNGSeed(0)
+    _, _, pal = cv2.kmeans(sample, colors, None, crit, 1, cv2.KMEANS_PP_CENTERS)
+    idx = np.empty(len(px), np.uint8)
+    p2 = (pal**2).sum(1)
+    for a in range(0, len(px), 65536):  # nearest palette colour, in chunks
+        idx[a : a + 65536] = np.argmin(p2 - 2 * px[a : a + 65536] @ pal.T, 1)
+    pal8 = np.clip(pal + 0.5, 0, 255).astype(np.uint8)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = np.hstack([np.zeros((h, 1), np.uint8), idx.reshape(h, w)])  # filter type 0
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
+        + chunk(b"PLTE", pal8.tobytes())
+        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover
