@@ -180,6 +180,9 @@ def test_reading_maps_the_sweep_to_the_scale():
         assert reading(G.dial_angle(v)) == pytest.approx(v, abs=1e-9)
     for i in range(50):
         assert 0.0 <= G.gauge_reading(_params(i)) <= 10.0
+    # the dead zone clamps to the nearer end
+    assert G.angle_to_reading(170.0) == 10.0 and G.angle_to_reading(190.0) == 0.0
+    assert G.angle_to_reading(135.0 + 1e-9) == pytest.approx(10.0)
 
 
 def test_printed_numbers_sit_on_the_scale():

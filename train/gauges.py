@@ -99,7 +99,7 @@ _BRANDS = ("", "MANOMETER", "EDGE", "PN 16", "EN 837-1", "DRUCK")
 _C = 320
 _K = 150.0
 _C0 = (_C - 1) / 2  # the pivot, in canvas pixel-centre coordinates
-_G = _C // 2  # low-resolution grid for the smooth shading fields (upsampled 2x)
+_G = _C // 4  # low-resolution grid of the smooth shading fields (upsampled 4x)
 _SS = 2  # supersampling of the perspective warp
 _SHIFT = 4  # fractional bits of OpenCV's drawing coordinates
 _ONE = float(1 << _SHIFT)
@@ -260,8 +260,20 @@ def gauge_label(p: Params) -> float:
 
 def gauge_reading(p: Params) -> float:
     """The value the needle shows on the dial, in SCALE_UNITS (from its dial angle)."""
-    t = ((p["needle_deg"] - SCALE_START_DEG) % 360.0) / SCALE_SWEEP_DEG
-    return SCALE_MIN + (SCALE_MAX - SCALE_MIN) * t
+    return angle_to_reading(p["needle_deg"])
+
+
+def angle_to_reading(deg: float) -> float:
+    """The scale value at an angle (degrees clockwise from up), the inverse of ``dial_angle``.
+
+    Exact for a dial angle. For an image-frame angle (a label or a prediction) it is off
+    by the perspective's bend of the needle (mean 1.1 deg, i.e. 0.04 bar; see
+    docs/samples.md). Angles in the dead zone clamp to the nearer end of the scale.
+    """
+    off = (deg - SCALE_START_DEG) % 360.0
+    if off > SCALE_SWEEP_DEG:
+        off = SCALE_SWEEP_DEG if off < (360.0 + SCALE_SWEEP_DEG) / 2 else 0.0
+    return SCALE_MIN + (SCALE_MAX - SCALE_MIN) * off / SCALE_SWEEP_DEG
 
 
 # =========================================================================== drawing
@@ -394,20 +406,19 @@ def _draw_face(c: np.ndarray, p: Params) -> None:
         poly = _arc(ro - 0.006, ro + 0.006, SCALE_START_DEG, SCALE_START_DEG + SCALE_SWEEP_DEG)
         cv2.fillPoly(c, [_pts(poly)], ink, aa, _SHIFT)
     # ticks: majors every unit, minors every `minor_step` (longer at halves)
-    quads = []
-    n_minor = int(round((SCALE_MAX - SCALE_MIN) / p["minor_step"]))
-    for k in range(n_minor + 1):
-        v = SCALE_MIN + k * p["minor_step"]
-        major = abs(v - round(v)) < 1e-6
-        half = abs(v * 2 - round(v * 2)) < 1e-6
-        ln, hw = (0.13, 0.011) if major else ((0.085, 0.006) if half else (0.06, 0.0045))
-        a = dial_angle(v)
-        dv, nv = _dir(a), _dir(a + 90)
-        r0 = ro - ln * rf
-        quads.append(
-            np.array([dv * r0 - nv * hw, dv * ro - nv * hw, dv * ro + nv * hw, dv * r0 + nv * hw])
-        )
-    cv2.fillPoly(c, [_pts(q) for q in quads], ink, aa, _SHIFT)
+    n = int(round((SCALE_MAX - SCALE_MIN) / p["minor_step"]))
+    v = SCALE_MIN + np.arange(n + 1) * p["minor_step"]
+    major = np.abs(v - np.round(v)) < 1e-6
+    half = np.abs(2 * v - np.round(2 * v)) < 1e-6
+    ln = np.where(major, 0.13, np.where(half, 0.085, 0.06))[:, None]
+    hw = np.where(major, 0.011, np.where(half, 0.006, 0.0045))[:, None]
+    a = np.radians(SCALE_START_DEG + (v - SCALE_MIN) * (SCALE_SWEEP_DEG / (SCALE_MAX - SCALE_MIN)))
+    dv, nv = np.c_[np.sin(a), -np.cos(a)], np.c_[np.cos(a), np.sin(a)]  # radial, tangential
+    r0 = ro - ln * rf
+    quads = np.stack(
+        [dv * r0 - nv * hw, dv * ro - nv * hw, dv * ro + nv * hw, dv * r0 + nv * hw], 1
+    )
+    cv2.fillPoly(c, list(_pts(quads)), ink, aa, _SHIFT)
     font = p["font"]
     if p["numbers"]:
         scale, th = 0.055 * _K * rf / 12.0, 2
@@ -482,9 +493,16 @@ def _glare(c: np.ndarray, p: Params) -> np.ndarray:
         field = np.exp(-(v * v) * 2.0) * np.clip(1 - r / p["face_radius"], 0, 1) ** 0.3
     glass = np.clip((p["face_radius"] - r) / 0.01, 0, 1)
     a8 = np.clip(field * glass * gl["strength"] * 255 + 0.5, 0, 255).astype(np.uint8)
-    a8 = cv2.resize(a8, (_C, _C), interpolation=cv2.INTER_LINEAR)
-    a4 = cv2.merge([a8, a8, a8])
-    return cv2.add(c, cv2.multiply(255 - c, a4, scale=1 / 255))
+    rows, cols = np.nonzero(a8.any(1))[0], np.nonzero(a8.any(0))[0]
+    if not len(rows):
+        return c
+    k = _C // _G  # only where the glare is: its low-resolution box, one cell wider
+    y0, y1 = max(0, (rows[0] - 1) * k), min(_C, (rows[-1] + 2) * k)
+    x0, x1 = max(0, (cols[0] - 1) * k), min(_C, (cols[-1] + 2) * k)
+    a8 = cv2.resize(a8, (_C, _C), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
+    roi = c[y0:y1, x0:x1]
+    c[y0:y1, x0:x1] = cv2.add(roi, cv2.multiply(255 - roi, cv2.merge([a8, a8, a8]), scale=1 / 255))
+    return c
 
 
 def _stem(img: np.ndarray, m: np.ndarray, p: Params) -> None:
