@@ -145,11 +145,14 @@ def _image_angle(
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """(image-frame angle, projected pivot, projected point at ``length`` along the needle).
 
-    The angle does not depend on ``length``: a homography keeps the needle straight.
+    A homography keeps the needle straight, so its direction does not depend on the
+    length: for ``x -> (A x + b) / (c.x + e)`` the image of the pivot (x = 0) to the image
+    of ``t u`` (t > 0) points along ``e A u - b (c.u)``.
     """
-    piv, tip = _project(m, np.array([[0.0, 0.0], _dir(needle_deg) * length]))
-    d = tip - piv
-    return math.degrees(math.atan2(d[0], -d[1])) % 360.0, piv, tip
+    u = _dir(needle_deg)
+    v = m[2, 2] * (m[:2, :2] @ u) - m[:2, 2] * (m[2, :2] @ u)
+    piv, tip = _project(m, np.array([[0.0, 0.0], u * length]))
+    return math.degrees(math.atan2(v[0], -v[1])) % 360.0, piv, tip
 
 
 def _on_sweep(deg: float) -> bool:
@@ -181,6 +184,8 @@ def gauge_params(rng: np.random.Generator, size: tuple[int, int] = GAUGE_SIZE) -
         needle_deg = float((SCALE_START_DEG + rng.uniform(0, SCALE_SWEEP_DEG)) % 360.0)
         if _on_sweep(_image_angle(m, needle_deg)[0]):
             break
+    else:  # pragma: no cover - practically unreachable; mid-scale is always on the sweep
+        needle_deg = dial_angle((SCALE_MIN + SCALE_MAX) / 2)
     style_name = str(rng.choice(FACE_STYLES))
     st = _STYLES[style_name]
     jitter = rng.uniform(-10, 10, 3)
@@ -255,7 +260,7 @@ def gauge_params(rng: np.random.Generator, size: tuple[int, int] = GAUGE_SIZE) -
 # =========================================================================== labels
 def gauge_label(p: Params) -> float:
     """The needle's direction in the image, pivot to tip: degrees clockwise from up, [0, 360)."""
-    return _image_angle(gauge_homography(p), p["needle_deg"], p["needle_len"])[0]
+    return _image_angle(gauge_homography(p), p["needle_deg"])[0]
 
 
 def gauge_reading(p: Params) -> float:
