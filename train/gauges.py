@@ -464,7 +464,7 @@ def _draw_needle(c: np.ndarray, p: Params) -> None:
     roi = cv2.GaussianBlur(m[ys, xs], (0, 0), 0.012 * _K)
     f = (255 - strength * roi.astype(np.float32)).astype(np.uint8)
     c[ys, xs] = cv2.multiply(c[ys, xs], cv2.merge([f, f, f]), scale=1 / 255)
-    # the needle, its counterweight, the hub cap (with a highlight when chrome-like)
+    # the needle, its counterweight, the hub cap (a darker rim, a highlight towards the light)
     col = _col(p["needle_rgb"])
     cv2.fillPoly(c, [_pts(q) for q in polys], col, aa, _SHIFT)
     for cc, rad in circles:
