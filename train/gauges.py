@@ -20,8 +20,6 @@ at ``i + 0.5``), as in the rest of edgereg.
 from __future__ import annotations
 
 import math
-import struct
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -613,32 +611,20 @@ def contact_sheet(seeds: Iterable[int], path: str | Path, cols: int = 4, tile: i
 
 
 def _palette_png(rgb: np.ndarray, colors: int = 256) -> bytes:
-    """An 8-bit indexed PNG of ``rgb`` (k-means palette, nearest colour, no dithering)."""
-    h, w = rgb.shape[:2]
-    px = rgb.reshape(-1, 3).astype(np.float32)
-    sample = px[np.random.default_rng(0).choice(len(px), min(len(px), 20000), replace=False)]
-    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
-    cv2.setRNGSeed(0)
-    _, _, pal = cv2.kmeans(sample, colors, None, crit, 1, cv2.KMEANS_PP_CENTERS)
-    idx = np.empty(len(px), np.uint8)
-    p2 = (pal**2).sum(1)
-    for a in range(0, len(px), 65536):  # nearest palette colour, in chunks
-        idx[a : a + 65536] = np.argmin(p2 - 2 * px[a : a + 65536] @ pal.T, 1)
-    pal8 = np.clip(pal + 0.5, 0, 255).astype(np.uint8)
+    """An 8-bit indexed PNG of ``rgb`` (Pillow's median-cut palette, no dithering).
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
+    Pillow comes with matplotlib (the train extra); it is imported only here.
+    """
+    import io
 
-    rows = np.hstack([np.zeros((h, 1), np.uint8), idx.reshape(h, w)])  # filter type 0
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
-        + chunk(b"PLTE", pal8.tobytes())
-        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
-        + chunk(b"IEND", b"")
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(rgb), "RGB").quantize(
+        colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
     )
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
 
 
 if __name__ == "__main__":  # pragma: no cover
