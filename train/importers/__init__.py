@@ -88,7 +88,8 @@ FORMATS: dict[str, ImportFormat] = {
             "train.importers.yolo",
             "Ultralytics YOLO pose labels (class cx cy w h x1 y1 v1 ...) with data.yaml "
             "(kpt_shape, names); images/... <-> labels/... as Ultralytics pairs them.",
-            "data.yaml, or the dataset folder holding it",
+            "data.yaml, or the dataset folder holding it (or a Label Studio YOLO export folder: "
+            "classes.txt, images/, labels/)",
             ("point", "keypoints", "class"),
             "edgereg data import yolo-pose datasets/dials/data.yaml data/dials --task keypoints",
         ),

@@ -84,7 +84,7 @@ def _item(
     item.size = (w, h) if w and h else None
     item.image, why = finder.find([ref])
     if item.image is None:
-        item.problem = f"image {ref!r}: {why}"
+        item.problem = f"image not found: {ref!r} ({why})"
     objects = _objects(anns, task, with_kps, ignored)
     if len(objects) != 1:
         ids = ", ".join(str(a.get("id")) for a in objects)

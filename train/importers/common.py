@@ -268,9 +268,9 @@ class ImageFinder:
                 return hits[0], ""
             if len(hits) > 1:
                 shown = ", ".join(str(h) for h in hits[:3])
-                return None, f"file name {Path(text).name!r} is ambiguous ({shown})"
+                return None, f"file name {Path(text).name!r} is ambiguous: {shown}"
         where = ", ".join(str(r) for r in self.folders) or "no existing folder"
-        return None, f"not found (looked for {names[0] if names else '?'!r} in {where})"
+        return None, f"looked for {names[0] if names else '?'!r} in {where}"
 
     def _by_name(self) -> dict[str, list[Path]]:
         if self._index is None:
@@ -381,7 +381,7 @@ def build_records(
 
 def _find_problem(item: Item) -> str:
     if item.image is None:
-        return f"image {item.image_ref!r} not found"
+        return f"image not found: {item.image_ref!r}"
     return ""
 
 

@@ -45,9 +45,16 @@ def read(src: Path, opts: ImportOptions) -> Parsed:
     parsed = Parsed(items=[], image_roots=[r for r, s in finder.roots if s])
     used_skeleton: set[str] = set()
     used_points: set[str] = set()
+    multi: list[str] = []  # labels of <points> shapes holding several points
     for el in images:
-        parsed.items.append(_item(xml_path, el, finder, used_skeleton, used_points))
-    parsed.file_order, parsed.order_source = _order(root, used_skeleton, used_points)
+        parsed.items.append(_item(xml_path, el, finder, (used_skeleton, used_points), multi))
+    parsed.file_order, parsed.order_source = _order(root, used_skeleton, used_points - set(multi))
+    if multi:
+        shown = ", ".join(sorted(set(multi)))
+        parsed.notes.append(
+            f"{len(multi)} <points> shape(s) with several points ignored (label {shown}): "
+            "give each keypoint its own label, or use a skeleton"
+        )
     return parsed
 
 
@@ -88,7 +95,11 @@ def _finder(xml_path: Path, opts: ImportOptions) -> ImageFinder:
 
 
 def _item(
-    xml_path: Path, el: ET.Element, finder: ImageFinder, used_skel: set[str], used_pts: set[str]
+    xml_path: Path,
+    el: ET.Element,
+    finder: ImageFinder,
+    used: tuple[set[str], set[str]],
+    multi: list[str],
 ) -> Item:
     ref = el.get("name", "")
     item = Item(
@@ -98,17 +109,17 @@ def _item(
     item.size = (w, h) if w and h else None
     item.image, why = finder.find([ref])
     if item.image is None:
-        item.problem = f"image {ref!r}: {why}"
+        item.problem = f"image not found: {ref!r} ({why})"
     skeletons = el.findall("skeleton")
     if len(skeletons) > 1:
         item.problem = item.problem or f"{len(skeletons)} skeletons: one object per image is needed"
     for sk in skeletons[:1]:
-        used_skel.add(sk.get("label", ""))
+        used[0].add(sk.get("label", ""))
         for p in sk.findall("points"):
-            _add_point(item, p, p.get("outside") == "1")
+            _add_point(item, p, p.get("outside") == "1", multi)
     for p in el.findall("points"):
-        used_pts.add(p.get("label", ""))
-        _add_point(item, p, False)
+        used[1].add(p.get("label", ""))
+        _add_point(item, p, False, multi)
     for b in el.findall("box"):
         xs = [number(b.get(k)) for k in ("xtl", "ytl", "xbr", "ybr")]
         if all(v is not None for v in xs):
@@ -118,7 +129,8 @@ def _item(
     return item
 
 
-def _add_point(item: Item, el: ET.Element, outside: bool) -> None:
+def _add_point(item: Item, el: ET.Element, outside: bool, multi: list[str]) -> None:
+    """One keypoint (``None`` when outside); a several-point shape is noted in ``multi``."""
     label = el.get("label", "")
     pts = _xy_list(el.get("points", ""))
     if pts is None:
@@ -126,10 +138,7 @@ def _add_point(item: Item, el: ET.Element, outside: bool) -> None:
             item.problem or f"points {label!r}: bad points attribute {el.get('points')!r}"
         )
     elif len(pts) != 1:
-        item.problem = item.problem or (
-            f"points {label!r} has {len(pts)} points in one shape: give each keypoint its own "
-            "label (one point per shape) or use a skeleton"
-        )
+        multi.append(label)
     else:
         item.points.append((label, None if outside else pts[0]))
 

@@ -69,7 +69,7 @@ def _item(path: Path, where: str, doc: dict[str, Any], finder: ImageFinder) -> I
     item.size = (w, h) if w and h else None
     item.image, why = finder.find([ref, Path(ref).name])
     if item.image is None:
-        item.problem = f"image {ref!r}: {why}"
+        item.problem = f"image not found: {ref!r} ({why})"
     groups = {s.get("group_id") for s in doc["shapes"] if isinstance(s, dict)}
     if len(groups - {None}) > 1:
         shown = ", ".join(str(g) for g in sorted(groups - {None}, key=str))

@@ -34,7 +34,7 @@ def read(src: Path, opts: ImportOptions) -> Parsed:
     finder = ImageFinder(roots)
     items = [_item(src, i, task, finder) for i, task in enumerate(tasks)]
     parsed = Parsed(items=items, image_roots=[opts.images] if opts.images else [])
-    not_found = sum(1 for it in items if it.image is None and not it.problem)
+    not_found = sum(1 for it in items if it.problem.startswith("image not found"))
     if not_found and not opts.images:
         parsed.notes.append(
             f"{not_found} image(s) not found next to the export: pass --images DIR (the folder "
@@ -65,7 +65,7 @@ def _item(src: Path, index: int, task: dict[str, Any], finder: ImageFinder) -> I
     if not problem:
         item.image, why = finder.find(_candidates(ref))
         if item.image is None:
-            item.problem = f"image {ref!r}: {why}"
+            item.problem = f"image not found: {ref!r} ({why})"
     ann, why = _pick_annotation(task)
     if ann is None:
         item.problem = item.problem or why

@@ -43,13 +43,16 @@ SPLITS = ("train", "val", "test")
 
 
 def read(src: Path, opts: ImportOptions) -> Parsed:
-    yaml_path = _yaml_path(src)
-    cfg = _load(yaml_path)
+    yaml_path, cfg = _config(src)
     root = _root(yaml_path, cfg)
     k, dims = _kpt_shape(yaml_path, cfg)
     classes = _names(cfg.get("names"))
     kpt_names = _kpt_names(cfg.get("kpt_names"), k)
     parsed = Parsed(items=[], image_roots=[root])
+    if yaml_path.is_dir():
+        parsed.notes.append(
+            "no data.yaml: read as a Label Studio YOLO export (classes.txt, images/, labels/)"
+        )
     seen: set[str] = set()
     for split in SPLITS:
         for img in _split_images(root, cfg.get(split), split, parsed.notes):
@@ -69,12 +72,27 @@ def read(src: Path, opts: ImportOptions) -> Parsed:
     return parsed
 
 
+def _config(src: Path) -> tuple[Path, dict[str, Any]]:
+    """(the YAML file, its content); a folder with no YAML but ``classes.txt``, ``images/``
+    and ``labels/`` (Label Studio's YOLO export) reads as ``train: images``."""
+    if src.is_dir() and not _yamls(src) and (src / "classes.txt").is_file():
+        if (src / "images").is_dir() and (src / "labels").is_dir():
+            names = (src / "classes.txt").read_text(encoding="utf-8").splitlines()
+            return src, {"train": "images", "names": [n.strip() for n in names if n.strip()]}
+    yaml_path = _yaml_path(src)
+    return yaml_path, _load(yaml_path)
+
+
+def _yamls(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
+
+
 def _yaml_path(src: Path) -> Path:
     if not src.is_dir():
         return src
     if (src / "data.yaml").is_file():
         return src / "data.yaml"
-    found = sorted(src.glob("*.yaml")) + sorted(src.glob("*.yml"))
+    found = _yamls(src)
     if len(found) != 1:
         raise DataError(
             f"{src}: {'no' if not found else len(found)} .yaml file(s) here; give the data.yaml "
@@ -101,7 +119,7 @@ def _root(yaml_path: Path, cfg: dict[str, Any]) -> Path:
     folder, as Ultralytics also tries), or the YAML's folder."""
     text = cfg.get("path")
     if not text:
-        return yaml_path.parent
+        return yaml_path if yaml_path.is_dir() else yaml_path.parent
     p = Path(str(text)).expanduser()
     tries = [p] if p.is_absolute() else [yaml_path.parent / p, Path.cwd() / p]
     for t in tries:
@@ -188,7 +206,7 @@ def _item(
     rel = os.path.relpath(img, root)
     item = Item(where=rel, image_ref=rel, image=img if img.is_file() else None)
     if item.image is None:
-        item.problem = "image file not found"
+        item.problem = f"image not found: {rel!r}"
         return item
     lbl = label_path(img)
     item.where = os.path.relpath(lbl, root)
