@@ -39,6 +39,11 @@ def _jpeg(path: Path, w: int = 64, h: int = 48, seed: int = 0) -> Path:
     return path
 
 
+def _imp(run_cli, *args: object) -> subprocess.CompletedProcess:
+    """``edgereg data import ARGS...`` in a real subprocess."""
+    return run_cli("data", "import", *args)
+
+
 def _ok(out: subprocess.CompletedProcess) -> str:
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
@@ -138,9 +143,8 @@ def test_labelstudio_coco_and_yolo_agree_on_files_made_by_label_studio_converter
     conv.convert_to_yolo(str(export), str(tmp_path / "yolo"), is_dir=False)
 
     out = _ok(
-        run_cli(
-            "data",
-            "import",
+        _imp(
+            run_cli,
             "labelstudio",
             export,
             tmp_path / "d_ls",
@@ -154,12 +158,8 @@ def test_labelstudio_coco_and_yolo_agree_on_files_made_by_label_studio_converter
     assert "task 190" in out and "every annotation was cancelled" in out
     assert "task 191" in out and "only predictions" in out
     coco_json = tmp_path / "coco" / "result.json"
-    _ok(run_cli("data", "import", "coco", coco_json, tmp_path / "d_coco", "--task", "point"))
-    out = _ok(
-        run_cli(
-            "data", "import", "yolo-pose", tmp_path / "yolo", tmp_path / "d_yolo", "--task", "point"
-        )
-    )
+    _ok(_imp(run_cli, "coco", coco_json, tmp_path / "d_coco", "--task", "point"))
+    out = _ok(_imp(run_cli, "yolo-pose", tmp_path / "yolo", tmp_path / "d_yolo", "--task", "point"))
     assert "Label Studio YOLO export" in out
 
     results = {}
@@ -179,7 +179,7 @@ def test_labelstudio_coco_and_yolo_agree_on_files_made_by_label_studio_converter
         _close(got, ((x + w / 2) / im["width"], (y + h / 2) / im["height"]))
 
 
-def test_labelstudio_rotated_box_number_choices_and_ground_truth(tmp_path, run_cli):
+def test_labelstudio_number_choices_and_ground_truth(tmp_path, run_cli):
     """Result types per https://labelstud.io/tags/ (Number, Choices, RectangleLabels)."""
     tasks = []
     for i in range(10):
@@ -219,9 +219,8 @@ def test_labelstudio_rotated_box_number_choices_and_ground_truth(tmp_path, run_c
         )
     (tmp_path / "export.json").write_text(json.dumps(tasks), encoding="utf-8")
     _ok(
-        run_cli(
-            "data",
-            "import",
+        _imp(
+            run_cli,
             "labelstudio",
             tmp_path / "export.json",
             tmp_path / "v",
@@ -232,9 +231,8 @@ def test_labelstudio_rotated_box_number_choices_and_ground_truth(tmp_path, run_c
         )
     )
     _ok(
-        run_cli(
-            "data",
-            "import",
+        _imp(
+            run_cli,
             "labelstudio",
             tmp_path / "export.json",
             tmp_path / "c",
@@ -251,7 +249,10 @@ def test_labelstudio_rotated_box_number_choices_and_ground_truth(tmp_path, run_c
         _close(values[f"w{i}.jpg"], 80.5 + 27 * i)  # the ground-truth annotation, not the newer one
     assert {r["label"] for r in _rows(tmp_path / "c").values()} == {"open", "closed"}
 
-    # rotation is about the top-left corner, in pixels (labelstud.io/templates/image_bbox)
+
+def test_labelstudio_rotated_box_centre(tmp_path):
+    """Rotation is about the top-left corner, in pixels (labelstud.io/templates/image_bbox)."""
+    _jpeg(tmp_path / "storage" / "imgs" / "w0.jpg", 80, 40)
     w, h = 80.0, 40.0
     rect = {
         "x": 25.0,
@@ -312,9 +313,8 @@ def test_labelstudio_keypoints_need_an_order_and_keep_off_frame_coordinates(tmp_
         )
     src = tmp_path / "kp.json"
     src.write_text(json.dumps(tasks), encoding="utf-8")
-    out = run_cli(
-        "data",
-        "import",
+    out = _imp(
+        run_cli,
         "labelstudio",
         src,
         tmp_path / "d",
@@ -328,9 +328,8 @@ def test_labelstudio_keypoints_need_an_order_and_keep_off_frame_coordinates(tmp_
     _nothing_written(tmp_path / "d")
 
     out = _ok(
-        run_cli(
-            "data",
-            "import",
+        _imp(
+            run_cli,
             "labelstudio",
             src,
             tmp_path / "d",
@@ -417,7 +416,7 @@ def test_coco_keypoints_order_visibility_and_one_object_per_image(tmp_path, run_
     from pycocotools.coco import COCO
 
     src = _coco(tmp_path)
-    out = _ok(run_cli("data", "import", "coco", src, tmp_path / "d", "--task", "keypoints"))
+    out = _ok(_imp(run_cli, "coco", src, tmp_path / "d", "--task", "keypoints"))
     assert "keypoint order: tl, tr, br, bl (from the COCO categories[].keypoints)" in out
     assert "2 annotated objects (annotation ids 14, 30)" in out
     assert "image id 7 (c0.jpg): no annotated object" in out
@@ -441,9 +440,8 @@ def test_coco_keypoints_order_visibility_and_one_object_per_image(tmp_path, run_
 
     # --keypoints picks and reorders by name; unknown names are listed
     _ok(
-        run_cli(
-            "data",
-            "import",
+        _imp(
+            run_cli,
             "coco",
             src,
             tmp_path / "e",
@@ -455,9 +453,8 @@ def test_coco_keypoints_order_visibility_and_one_object_per_image(tmp_path, run_
     )
     t = _targets(tmp_path / "e", "keypoints")
     _close(t["c1.jpg"], [[57.0 / 64, 41.0 / 48], [6.5 / 64, 6.0 / 48]])
-    out = run_cli(
-        "data",
-        "import",
+    out = _imp(
+        run_cli,
         "coco",
         src,
         tmp_path / "f",
@@ -497,9 +494,8 @@ def test_coco_point_and_label_studio_converter_coco_import_agree(tmp_path, run_c
     convert_coco_to_ls(str(src), str(ls), image_root_url="/data/local-files/?d=imgs/")
 
     _ok(
-        run_cli(
-            "data",
-            "import",
+        _imp(
+            run_cli,
             "coco",
             src,
             tmp_path / "a",
@@ -510,9 +506,8 @@ def test_coco_point_and_label_studio_converter_coco_import_agree(tmp_path, run_c
         )
     )
     _ok(
-        run_cli(
-            "data",
-            "import",
+        _imp(
+            run_cli,
             "labelstudio",
             ls,
             tmp_path / "b",
@@ -581,7 +576,7 @@ def test_cvat_doc_example_skeleton_order_from_meta(tmp_path, run_cli):
     # the skeleton's points are listed 3, 1, 2: the order comes from <meta>, not from them
     (export / "annotations.xml").write_text(CVAT_DOC_EXAMPLE, encoding="utf-8")
     _jpeg(export / "images" / "filename000.jpg", 1600, 1200)
-    out = _ok(run_cli("data", "import", "cvat", export, tmp_path / "d", "--task", "keypoints"))
+    out = _ok(_imp(run_cli, "cvat", export, tmp_path / "d", "--task", "keypoints"))
     assert "keypoint order: 1, 2, 3 (from the CVAT skeleton 's1' definition in <meta>)" in out
     assert "several points ignored (label wheel)" in out
     t = _targets(tmp_path / "d", "keypoints")["filename000.jpg"]
@@ -639,7 +634,7 @@ def _cvat_corners(root: Path, n: int = 10, outside: int | None = None) -> Path:
 def test_cvat_keypoints_round_trip_check_train_targets(tmp_path, run_cli):
     xml = _cvat_corners(tmp_path / "export")
     data = tmp_path / "data"
-    _ok(run_cli("data", "import", "cvat", xml, data, "--task", "keypoints"))
+    _ok(_imp(run_cli, "cvat", xml, data, "--task", "keypoints"))
     _ok(run_cli("data", "check", data, "--task", "keypoints"))
     _ok(run_cli("train", data, "--task", "keypoints", "--out", tmp_path / "run", *TRAIN_ARGS))
     assert (tmp_path / "run" / "config.json").exists()
@@ -670,7 +665,7 @@ def test_cvat_outside_is_missing_video_and_unsafe_xml_refused(tmp_path, run_cli)
         '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xxxxxxxx">'
         '<!ENTITY y "&x;&x;&x;&x;">]><annotations>&y;</annotations>'
     )
-    out = run_cli("data", "import", "cvat", bomb, tmp_path / "b", "--task", "keypoints")
+    out = _imp(run_cli, "cvat", bomb, tmp_path / "b", "--task", "keypoints")
     assert out.returncode == 3 and "DOCTYPE/ENTITY" in out.stderr
     _nothing_written(tmp_path / "b")
 
@@ -721,7 +716,7 @@ def _labelme(root: Path, n: int = 10, with_size: bool = True) -> Path:
 def test_labelme_class_round_trip_check_train_targets(tmp_path, run_cli):
     src = _labelme(tmp_path / "shots")
     data = tmp_path / "data"
-    _ok(run_cli("data", "import", "labelme", src, data, "--task", "class"))
+    _ok(_imp(run_cli, "labelme", src, data, "--task", "class"))
     _ok(run_cli("data", "check", data, "--task", "class"))
     _ok(run_cli("train", data, "--task", "class", "--out", tmp_path / "run", *TRAIN_ARGS))
     ds = load_dataset(data, "class")
@@ -733,13 +728,12 @@ def test_labelme_class_round_trip_check_train_targets(tmp_path, run_cli):
 
 def test_labelme_points_order_and_refusals(tmp_path, run_cli):
     src = _labelme(tmp_path / "shots", n=4, with_size=False)  # old files: the image's size
-    out = run_cli("data", "import", "labelme", src, tmp_path / "d", "--task", "keypoints")
+    out = _imp(run_cli, "labelme", src, tmp_path / "d", "--task", "keypoints")
     assert out.returncode == 3 and "hub, tip" in out.stderr and "--keypoints" in out.stderr
     _nothing_written(tmp_path / "d")
     _ok(
-        run_cli(
-            "data",
-            "import",
+        _imp(
+            run_cli,
             "labelme",
             src,
             tmp_path / "d",
@@ -758,10 +752,10 @@ def test_labelme_points_order_and_refusals(tmp_path, run_cli):
     _nothing_written(tmp_path / "p")
 
     # DATA_DIR inside SRC, or a non-empty DATA_DIR: refused, nothing written
-    out = run_cli("data", "import", "labelme", src, src / "out", "--task", "class")
+    out = _imp(run_cli, "labelme", src, src / "out", "--task", "class")
     assert out.returncode == 3 and "inside the source folder" in out.stderr
     assert not (src / "out").exists()
-    out = run_cli("data", "import", "labelme", src, tmp_path / "d", "--task", "class")
+    out = _imp(run_cli, "labelme", src, tmp_path / "d", "--task", "class")
     assert out.returncode == 3 and "not empty" in out.stderr
 
 
@@ -780,7 +774,9 @@ def _yolo(root: Path) -> Path:
         (root / "labels" / f"{stem}.txt").parent.mkdir(parents=True, exist_ok=True)
         (root / "labels" / f"{stem}.txt").write_text(text + "\n")
     _jpeg(root / "images" / "train" / "d.jpg", seed=9)  # no label file
-    (root / "val.txt").write_text("./images/val/a.jpg\n")
+    # a list relative to the dataset root, as CVAT's "Ultralytics YOLO Pose 1.0" export
+    # writes it (docs.cvat.ai/docs/dataset_management/formats/format-yolo-ultralytics/)
+    (root / "val.txt").write_text("images/val/a.jpg\n")
     (root / "data.yaml").write_text(
         "path: .\ntrain: images/train\nval: val.txt\n\n# Keypoints\nkpt_shape: [3, 3]\n"
         "flip_idx: [0, 1, 2]\n\nnames:\n  0: dial\n\nkpt_names:\n  0:\n    - hub\n    - tip\n"
@@ -791,7 +787,7 @@ def _yolo(root: Path) -> Path:
 
 def test_yolo_pose_pairing_visibility_and_name_clash(tmp_path, run_cli):
     cfg = _yolo(tmp_path / "ds")
-    out = _ok(run_cli("data", "import", "yolo-pose", cfg, tmp_path / "d", "--task", "keypoints"))
+    out = _ok(_imp(run_cli, "yolo-pose", cfg, tmp_path / "d", "--task", "keypoints"))
     assert "keypoint order: hub, tip, tail (from data.yaml kpt_shape, named by kpt_names)" in out
     assert f"labels{os.sep}train{os.sep}c.txt: 2 objects" in out
     assert "no label file" in out and "missing keypoints: 1 in 1 image(s)" in out
@@ -807,14 +803,13 @@ def test_yolo_pose_pairing_visibility_and_name_clash(tmp_path, run_cli):
     ]
 
     # point: several keypoints and no --keypoints -> nothing usable: exit 1, nothing written
-    out = run_cli("data", "import", "yolo-pose", cfg, tmp_path / "p", "--task", "point")
+    out = _imp(run_cli, "yolo-pose", cfg, tmp_path / "p", "--task", "point")
     assert out.returncode == 1 and "nothing usable found" in out.stdout
     assert "pass --keypoints NAME" in out.stdout
     _nothing_written(tmp_path / "p")
     _ok(
-        run_cli(
-            "data",
-            "import",
+        _imp(
+            run_cli,
             "yolo-pose",
             tmp_path / "ds",
             tmp_path / "p",
@@ -839,18 +834,18 @@ def test_wrong_format_names_the_file_and_what_was_expected(tmp_path, run_cli):
         ("yolo-pose", coco, "Ultralytics data.yaml", ""),
     ]
     for fmt, src, expected, hint in cases:
-        out = run_cli("data", "import", fmt, src, tmp_path / "out", "--task", "point")
+        out = _imp(run_cli, fmt, src, tmp_path / "out", "--task", "point")
         assert out.returncode == 3, (fmt, out.stdout, out.stderr)
         assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
         assert str(src.name) in out.stderr and expected in out.stderr and hint in out.stderr
         _nothing_written(tmp_path / "out")
-    out = run_cli("data", "import", "cvat", coco, tmp_path / "out", "--task", "value")
+    out = _imp(run_cli, "cvat", coco, tmp_path / "out", "--task", "value")
     assert out.returncode == 3 and "cvat exports have no value labels" in out.stderr
 
 
 def test_missing_images_are_reported_and_nothing_usable_writes_nothing(tmp_path, run_cli):
     export, _ = _ls_rect_export(tmp_path)
-    out = run_cli("data", "import", "labelstudio", export, tmp_path / "d", "--task", "point")
+    out = _imp(run_cli, "labelstudio", export, tmp_path / "d", "--task", "point")
     assert out.returncode == 1, out.stdout + out.stderr
     assert "nothing usable found: nothing written" in out.stdout
     assert (
@@ -859,9 +854,8 @@ def test_missing_images_are_reported_and_nothing_usable_writes_nothing(tmp_path,
     )
     assert "pass --images DIR" in out.stdout
     _nothing_written(tmp_path / "d")
-    out = run_cli(
-        "data",
-        "import",
+    out = _imp(
+        run_cli,
         "labelstudio",
         export,
         tmp_path / "upload" / "d",

@@ -54,7 +54,7 @@ FORMATS: dict[str, ImportFormat] = {
             "the exported .json file (a list of tasks)",
             ("point", "keypoints", "value", "class"),
             "edgereg data import labelstudio project-1.json data/gauges --task keypoints "
-            "--keypoints tl,tr,br,bl --images ~/label-studio/media/upload",
+            "--keypoints tl,tr,br,bl --images label-studio/media/upload",
         ),
         ImportFormat(
             "cvat",
