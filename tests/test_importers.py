@@ -905,3 +905,39 @@ def test_import_help_explains_every_format_and_imports_no_tensorflow(tmp_path):
     text = " ".join(out.stdout.split())
     for f in FORMATS.values():
         assert f"{f.name}:" in text and " ".join(f.example.split()) in text
+
+
+def test_ambiguous_file_names_are_skipped_and_an_empty_data_dir_is_used(tmp_path):
+    for sub in ("a", "b"):
+        _jpeg(tmp_path / "media" / sub / "same.jpg")
+    _jpeg(tmp_path / "media" / "a" / "other.jpg")
+    tasks = [
+        {
+            "id": i,
+            "data": {"image": f"/data/upload/1/{name}"},
+            "annotations": [
+                {
+                    "result": [
+                        {
+                            "type": "keypointlabels",
+                            "value": {"x": 50, "y": 25, "keypointlabels": ["p"]},
+                        }
+                    ]
+                }
+            ],
+        }
+        for i, name in enumerate(("same.jpg", "other.jpg"))
+    ]
+    (tmp_path / "export.json").write_text(json.dumps(tasks), encoding="utf-8")
+    (tmp_path / "d").mkdir()  # an existing empty DATA_DIR is fine
+    report = run_import(
+        "labelstudio",
+        tmp_path / "export.json",
+        tmp_path / "d",
+        task="point",
+        images=tmp_path / "media",
+    )
+    assert [r.image.name for r in report.records] == ["other.jpg"]
+    ((where, reason),) = report.skipped
+    assert where.startswith("export.json task 0") and "'same.jpg' is ambiguous" in reason
+    _close(_targets(tmp_path / "d", "point")["other.jpg"], [[0.5, 0.25]])

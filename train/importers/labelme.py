@@ -30,6 +30,7 @@ def read(src: Path, opts: ImportOptions) -> Parsed:
     extra: list[tuple[Path, bool]] = [(opts.images, True)] if opts.images else []
     parsed = Parsed(items=[], image_roots=[opts.images] if opts.images else [])
     others: list[str] = []
+    ignored: list[str] = []  # shape types that are neither point nor rectangle
     for f in files:
         doc = read_json(f, EXPECTED)
         if not _is_labelme(doc):
@@ -38,9 +39,13 @@ def read(src: Path, opts: ImportOptions) -> Parsed:
             others.append(f.name)
             continue
         where = str(f.relative_to(src)) if src.is_dir() else f.name
-        parsed.items.append(_item(f, where, doc, ImageFinder([(f.parent, False), *extra])))
+        finder = ImageFinder([(f.parent, False), *extra])
+        parsed.items.append(_item(where, doc, finder, ignored))
     if src.is_dir() and not parsed.items:
         raise DataError(f"{src}: no LabelMe JSON files in this folder (expected {EXPECTED})")
+    if ignored:
+        kinds = ", ".join(sorted(set(ignored)))
+        parsed.notes.append(f"{len(ignored)} shape(s) of other types ignored ({kinds})")
     if others:
         shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
         parsed.notes.append(f"{len(others)} .json file(s) that are not LabelMe ignored: {shown}")
@@ -62,7 +67,7 @@ def _is_labelme(doc: Any) -> bool:
     return isinstance(doc, dict) and isinstance(doc.get("shapes"), list) and "imagePath" in doc
 
 
-def _item(path: Path, where: str, doc: dict[str, Any], finder: ImageFinder) -> Item:
+def _item(where: str, doc: dict[str, Any], finder: ImageFinder, ignored: list[str]) -> Item:
     ref = str(doc.get("imagePath") or "").replace("\\", "/")
     item = Item(where=where, image_ref=ref, pixels=True)
     w, h = number(doc.get("imageWidth")), number(doc.get("imageHeight"))
@@ -78,23 +83,27 @@ def _item(path: Path, where: str, doc: dict[str, Any], finder: ImageFinder) -> I
             or f"shapes of {len(groups - {None})} objects (group_id {shown}): one per image is needed"
         )
     for s in doc["shapes"]:
-        if isinstance(s, dict):
-            _add_shape(item, s)
+        if isinstance(s, dict) and not _add_shape(item, s):
+            ignored.append(str(s.get("shape_type") or "polygon"))
     flags = doc.get("flags") if isinstance(doc.get("flags"), dict) else {}
     item.labels += [str(k) for k, v in flags.items() if v is True and not str(k).startswith("__")]
     return item
 
 
-def _add_shape(item: Item, s: dict[str, Any]) -> None:
+def _add_shape(item: Item, s: dict[str, Any]) -> bool:
+    """Add a point or a rectangle's centre; False for a shape of another type."""
     kind = s.get("shape_type") or "polygon"  # LabelMe's default when the key is absent
     pts = [p for p in s.get("points") or [] if isinstance(p, list) and len(p) == 2]
     xy = [(number(p[0]), number(p[1])) for p in pts]
     if any(x is None or y is None for x, y in xy):
         item.problem = item.problem or f"shape {s.get('label')!r}: non-numeric points"
-        return
+        return True
     label = str(s.get("label", ""))
     if kind == "point" and len(xy) == 1:
         item.points.append((label, xy[0]))  # type: ignore[arg-type]
     elif kind == "rectangle" and len(xy) == 2:
         (x0, y0), (x1, y1) = xy
         item.boxes.append((label, ((x0 + x1) / 2, (y0 + y1) / 2)))  # type: ignore[operator]
+    else:
+        return False
+    return True

@@ -91,8 +91,10 @@ def _image_ref(data: Any) -> tuple[str, str]:
 
 
 def _looks_like_image(v: str) -> bool:
-    path = unquote(urlparse(v).path) + "".join(parse_qs(urlparse(v).query).get("d", []))
-    return Path(path.split("?")[0]).suffix.lower() in IMAGE_SUFFIXES or "d=" in v
+    """A URL/path whose path (or ``?d=`` local-files path) ends in an image suffix."""
+    url = urlparse(v)
+    paths = [url.path, *parse_qs(url.query).get("d", [])]
+    return any(Path(unquote(p)).suffix.lower() in IMAGE_SUFFIXES for p in paths)
 
 
 def _candidates(ref: str) -> list[str]:

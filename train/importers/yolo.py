@@ -49,6 +49,8 @@ def read(src: Path, opts: ImportOptions) -> Parsed:
     classes = _names(cfg.get("names"))
     kpt_names = _kpt_names(cfg.get("kpt_names"), k)
     parsed = Parsed(items=[], image_roots=[root])
+    if opts.images:
+        parsed.notes.append("--images is not used by yolo-pose: data.yaml says where images are")
     if yaml_path.is_dir():
         parsed.notes.append(
             "no data.yaml: read as a Label Studio YOLO export (classes.txt, images/, labels/)"
