@@ -104,8 +104,10 @@ def _candidates(ref: str) -> list[str]:
     if d:  # /data/local-files/?d=folder/img.jpg
         path = unquote(d[0])
     elif url.scheme in ("", "file") and not url.path.startswith("/data/upload/"):
-        path = unquote(url.path)
-    else:  # /data/upload/<project>/<prefix>-<name>, http(s)://, s3://, gs://
+        path = unquote(url.path)  # a local path, relative to the export or absolute
+    elif url.path.startswith("/data/upload/"):  # /data/upload/<project>/<prefix>-<name>
+        path = unquote(url.path)[len("/data/upload/") :]
+    else:  # http(s)://, s3://, gs://: only the file name can match a local copy
         path = Path(unquote(url.path)).name
     name = Path(path).name
     out = [path, name]
