@@ -21,7 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "edgereg.commands.samples",
         "Make realistic synthetic datasets, one per user story.",
     ),
-    "data": ("edgereg.commands.data", "Check a dataset folder before training."),
+    "data": (
+        "edgereg.commands.data",
+        "Check a dataset folder, or import one from a labelling tool's export.",
+    ),
     "train": ("edgereg.commands.train", "Fine-tune a MobileNet regressor/classifier on a dataset."),
     "eval": ("edgereg.commands.eval", "Evaluate a run, .keras or .tflite model on a dataset."),
     "convert": ("edgereg.commands.convert", "Quantize and convert a run to TFLite (and Edge TPU)."),

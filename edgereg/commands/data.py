@@ -32,3 +32,108 @@ def check(ctx: click.Context, data_dir: str, task: str, as_json: bool, **options
     if as_json:
         click.echo(json.dumps(report.stats, indent=2, sort_keys=True))
     ctx.exit(0 if report.ok else 1)
+
+
+# --------------------------------------------------------------------------- import
+def _import_help() -> str:
+    """The ``data import --help`` text, built from the importer registry."""
+    import textwrap
+
+    from train.importers import FORMATS
+
+    lines = [
+        "Import a labelling tool's export (SRC) into a new dataset folder DATA_DIR.",
+        "",
+        "DATA_DIR gets labels.csv in the dataset contract (docs/dataset-format.md) and the",
+        "images copied into DATA_DIR/images/ (--link: hard links). DATA_DIR must not exist or",
+        "be empty, and must not lie inside SRC or the images folder; it appears whole or not",
+        "at all. Keypoint order: --keypoints, or the order the export defines (COCO",
+        "categories, CVAT <meta> labels, data.yaml); never the order names appear in.",
+        "Missing keypoints become empty cells. Exit code 0 when something was imported, 1",
+        "when nothing usable was found (nothing written), 3 for a file of the wrong format.",
+        "",
+        "\b",
+        "FORMAT and SRC:",
+    ]
+    for f in FORMATS.values():
+        lines += textwrap.wrap(
+            f"{f.name}: {f.summary}", 96, initial_indent="  ", subsequent_indent="    "
+        )
+        lines += textwrap.wrap(
+            f"SRC: {f.src}. Tasks: {', '.join(f.tasks)}.",
+            96,
+            initial_indent="    ",
+            subsequent_indent="    ",
+        )
+        lines += textwrap.wrap(
+            f"e.g. {f.example}",
+            96,
+            initial_indent="    ",
+            subsequent_indent="      ",
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+    return "\n".join(lines)
+
+
+def _keypoint_names(ctx: click.Context, param: click.Parameter, value: str | None) -> object:
+    if value is None:
+        return None
+    names = tuple(n.strip() for n in value.split(","))
+    if not all(names):
+        raise click.BadParameter(f"{value!r}: give names separated by commas, e.g. tl,tr,br,bl")
+    return names
+
+
+def _format_names() -> list[str]:
+    from train.importers import FORMATS
+
+    return list(FORMATS)
+
+
+@cli.command(
+    name="import",
+    help=_import_help(),
+    short_help=f"Import a labelling tool's export ({', '.join(_format_names())}) as a dataset.",
+    context_settings={"max_content_width": 100},
+)
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(_format_names()))
+@click.argument("src", type=click.Path(path_type=str))
+@click.argument("data_dir", type=click.Path(path_type=str))
+@click.option(
+    "--task",
+    required=True,
+    type=click.Choice(["point", "keypoints", "value", "class"]),
+    help="What the labels become.",
+)
+@click.option(
+    "--keypoints",
+    callback=_keypoint_names,
+    metavar="NAMES",
+    help="Keypoint names in target order (x1,y1 = the first), e.g. tl,tr,br,bl; "
+    "for --task point, the one keypoint to use.",
+)
+@click.option(
+    "--images",
+    type=click.Path(file_okay=False, path_type=str),
+    help="Folder with the images (searched by path, then by file name).",
+)
+@click.option("--link", is_flag=True, help="Hard-link the images instead of copying them.")
+@click.pass_context
+def import_(
+    ctx: click.Context,
+    fmt: str,
+    src: str,
+    data_dir: str,
+    task: str,
+    keypoints: tuple[str, ...] | None,
+    images: str | None,
+    link: bool,
+) -> None:
+    from train.importers import run_import
+
+    report = run_import(
+        fmt, src, data_dir, task=task, keypoints=keypoints, images=images, link=link
+    )
+    click.echo(report.format())
+    ctx.exit(0 if report.ok else 1)
