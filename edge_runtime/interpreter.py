@@ -32,6 +32,8 @@ BACKEND_MODULES = {
     "tflite_runtime": "tflite_runtime.interpreter",
     "tensorflow": "tensorflow.lite",
 }
+#: ``backend=`` / ``--backend`` choices: ``auto`` (the first importable), then each backend.
+BACKENDS = ("auto", *BACKEND_MODULES)
 BACKEND_ALIASES = {"ai_edge_litert": "litert", "tflite": "tflite_runtime", "tf": "tensorflow"}
 BACKEND_INSTALL = {
     "litert": "pip install ai-edge-litert",
@@ -97,8 +99,7 @@ def load_backend(name: str = "auto") -> Backend:
             "or tflite-runtime, or tensorflow"
         )
     if name not in BACKEND_MODULES:
-        allowed = ", ".join(("auto", *BACKEND_MODULES))
-        raise BackendError(f"backend: {name!r} is not one of {allowed}")
+        raise BackendError(f"backend: {name!r} is not one of {', '.join(BACKENDS)}")
     try:
         return _import_backend(name)
     except ImportError as e:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.interpreter import BACKENDS
+
 
 @click.command(name="eval")
 @click.argument("model", type=click.Path(path_type=Path))
@@ -37,7 +39,7 @@ import click
 @click.option("--tta", is_flag=True, help="Average over the model's declared invariances.")
 @click.option(
     "--backend",
-    type=click.Choice(["auto", "litert", "tflite_runtime", "tensorflow"]),
+    type=click.Choice(BACKENDS),
     default="auto",
     show_default=True,
     help="Interpreter for .tflite models.",
