@@ -12,9 +12,11 @@ can run the result, and whether the Edge TPU compiler can take it.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -409,6 +411,31 @@ class ConvertOptions:
     seed: int = 0
 
 
+@dataclass
+class _ConvertState:
+    """What the steps of :func:`convert_run` hand on to each other."""
+
+    opt: ConvertOptions
+    say: Callable[[str], None]
+    run: Path
+    spec: ModelSpec
+    export_dir: Path
+    variants: list[Variant]
+    #: The Keras model on a static batch of 1: exported, and the reference for verification.
+    static: Any
+    ctx: ConvertContext
+    train_ds: Any = None
+    val_ds: Any = None
+    calib_images: np.ndarray | None = None
+    files: list[ExportedFile] = field(default_factory=list)
+    #: The report's notes: the same list, so steps after the report is started add to it.
+    notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    checks: list[Any] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+    gate_error: Exception | None = None
+
+
 def convert_run(
     run_dir: str | Path,
     options: ConvertOptions | None = None,
@@ -416,15 +443,23 @@ def convert_run(
 ) -> dict[str, Any]:
     """Convert a training run into ``run_dir/export/``; returns the report dict.
 
-    Raises QualityGateError (after writing the report) when ``max_drop`` is exceeded.
+    The steps: prepare (options, run, Keras model), calibration, converting every
+    variant, the report, the Edge TPU, verification, the quality gate, writing the report.
+    Raises QualityGateError (after writing the report) when ``max_drop`` is exceeded, and
+    ModelFileError (after writing the others and the report) when a variant failed.
     """
-    import datetime
-    import shutil
+    st = _prepare(run_dir, options or ConvertOptions(), echo or (lambda s: None))
+    _load_splits_and_calibrate(st)
+    _convert_variants(st)
+    _start_report(st)
+    _edgetpu_step(st)
+    _verify_step(st)
+    _quality_gate(st)
+    return _write_report_and_finish(st)
 
-    from . import quantize, report, verify
 
-    opt = options or ConvertOptions()
-    say = echo or (lambda s: None)
+def _prepare(run_dir: str | Path, opt: ConvertOptions, say: Callable[[str], None]) -> _ConvertState:
+    """Check the options and the run, clean stale temp files, load the spec and Keras model."""
     if opt.io not in IO_TYPES:
         raise SpecError(f"--io: {opt.io!r} is not one of {', '.join(IO_TYPES)}")
     names = list(opt.variants)
@@ -443,28 +478,38 @@ def convert_run(
     say(f"loading {run / 'model.keras'}")
     model = load_run_model(run)
     static = static_batch_model(model, spec)
-
-    need_calib = any(v.needs_calibration for v in variants)
-    train_ds = val_ds = None
-    if need_calib or opt.verify:
-        train_ds, val_ds = quantize.load_splits(run)
-    calib_images = None
     ctx = ConvertContext(spec=spec, io=opt.io)
+    return _ConvertState(opt, say, run, spec, export_dir, variants, static, ctx)
+
+
+def _load_splits_and_calibrate(st: _ConvertState) -> None:
+    """The train/val splits (for calibration or verification) and the calibration images."""
+    from . import quantize
+
+    opt, say = st.opt, st.say
+    need_calib = any(v.needs_calibration for v in st.variants)
+    if need_calib or opt.verify:
+        st.train_ds, st.val_ds = quantize.load_splits(st.run)
     if need_calib:
-        paths = quantize.train_paths(train_ds)
-        calib_images = quantize.calibration_images(paths, spec, opt.calib, opt.seed)
+        paths = quantize.train_paths(st.train_ds)
+        calib_images = quantize.calibration_images(paths, st.spec, opt.calib, opt.seed)
         k = min(opt.calib, len(paths))
         mirrored = f" + {len(calib_images) - k} mirrored" if len(calib_images) > k else ""
         say(f"calibration: {k} of {len(paths)} training images{mirrored}")
-        ctx.representative = quantize.representative_dataset(calib_images)
+        st.ctx.representative = quantize.representative_dataset(calib_images)
+        st.calib_images = calib_images
 
-    files: list[ExportedFile] = []
-    notes: list[str] = []
-    failures: list[str] = []
+
+def _convert_variants(st: _ConvertState) -> None:
+    """One SavedModel, then every variant from it; a failed variant is kept for the end."""
+    from . import quantize
+
+    files, notes, failures, spec, say = st.files, st.notes, st.failures, st.spec, st.say
+    variants, calib_images, ctx, export_dir = st.variants, st.calib_images, st.ctx, st.export_dir
     tmp = Path(tempfile.mkdtemp(prefix="edgereg_savedmodel_"))
     try:
         say("exporting a SavedModel (static batch of 1)")
-        saved = export_saved_model(static, tmp / "saved_model")
+        saved = export_saved_model(st.static, tmp / "saved_model")
         for i, v in enumerate(variants, 1):
             say(f"[{i}/{len(variants)}] converting {v.name} -> {v.filename}")
             extra = {"calibration_images": len(calib_images)} if v.needs_calibration else {}
@@ -484,12 +529,15 @@ def convert_run(
             scale = f.quantization["output"]["integer_scale"]
             notes.append("int8: " + quantize.int8_output_note(spec, scale))
 
-    rep: dict[str, Any] = {
-        "run": run.name,
+
+def _start_report(st: _ConvertState) -> None:
+    """The report's run, spec, settings, files and notes (later steps add their parts)."""
+    st.report = {
+        "run": st.run.name,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "spec": spec.to_dict(),
-        "io": opt.io,
-        "calibration_images": 0 if calib_images is None else len(calib_images),
+        "spec": st.spec.to_dict(),
+        "io": st.opt.io,
+        "calibration_images": 0 if st.calib_images is None else len(st.calib_images),
         "files": [
             {
                 "variant": f.variant,
@@ -500,85 +548,114 @@ def convert_run(
                 "backends": list(VARIANTS[f.variant].backends),
                 "edgetpu_eligible": VARIANTS[f.variant].edgetpu_eligible,
             }
-            for f in files
+            for f in st.files
         ],
-        "notes": notes,
+        "notes": st.notes,
     }
+    if st.failures:
+        st.report["failed"] = st.failures
 
-    if failures:
-        rep["failed"] = failures
-    if opt.edgetpu and not any(f.variant == "int8" for f in files):
-        notes.append("Edge TPU analysis skipped: the int8 variant failed")
-    elif opt.edgetpu:
-        from . import edgetpu
 
-        int8_path = export_dir / VARIANTS["int8"].filename
-        analysis = edgetpu.analyse(int8_path.read_bytes(), str(int8_path))
-        say(analysis.summary())
-        for s in analysis.suggestions:
-            say(f"  suggestion: {s}")
-        comp = edgetpu.compile_model(int8_path, export_dir)
-        say(comp.message)
-        rep["edgetpu"] = {
-            "summary": analysis.summary(),
-            "analysis": analysis.to_dict(),
-            "compiler": comp.to_dict(),
-        }
-        if comp.ran and comp.output is not None:
-            rep["files"].append(
-                {
-                    "variant": "int8_edgetpu",
-                    "file": comp.output.name,
-                    "size_bytes": comp.output.stat().st_size,
-                    "io": opt.io,
-                    "backends": ["litert+libedgetpu"],
-                    "edgetpu_eligible": True,
-                }
-            )
+def _edgetpu_step(st: _ConvertState) -> None:
+    """With ``--edgetpu``: analyse the int8 file for the Edge TPU and compile it."""
+    if not st.opt.edgetpu:
+        return
+    if not any(f.variant == "int8" for f in st.files):
+        st.notes.append("Edge TPU analysis skipped: the int8 variant failed")
+        return
+    from . import edgetpu
 
-    checks: list[Any] = []
-    if opt.verify and val_ds is None:
-        notes.append("verification skipped: no validation split (install edgereg[train])")
-    elif opt.verify:
-        val = verify.ValidationSet.from_datasets(val_ds, train_ds, opt.val_limit)
-        rep["validation_images"] = len(val.images)
-        say(f"verifying on {len(val.images)} validation images (device runtime vs Keras)")
-        kraw = verify.keras_raw(static, spec, val.images)
-        kmetrics = verify.compute_metrics(
-            spec, val.targets, spec.decode_output(kraw), val.sizes, val.train_targets
+    say, rep = st.say, st.report
+    int8_path = st.export_dir / VARIANTS["int8"].filename
+    analysis = edgetpu.analyse(int8_path.read_bytes(), str(int8_path))
+    say(analysis.summary())
+    for s in analysis.suggestions:
+        say(f"  suggestion: {s}")
+    comp = edgetpu.compile_model(int8_path, st.export_dir)
+    say(comp.message)
+    rep["edgetpu"] = {
+        "summary": analysis.summary(),
+        "analysis": analysis.to_dict(),
+        "compiler": comp.to_dict(),
+    }
+    if comp.ran and comp.output is not None:
+        rep["files"].append(
+            {
+                "variant": "int8_edgetpu",
+                "file": comp.output.name,
+                "size_bytes": comp.output.stat().st_size,
+                "io": st.opt.io,
+                "backends": ["litert+libedgetpu"],
+                "edgetpu_eligible": True,
+            }
         )
-        key, hib = verify.primary_metric(spec)
-        rep["keras"] = {
-            "metric_key": key,
-            "higher_is_better": hib,
-            "value": float(kmetrics[key]),
-            "metrics": verify._jsonable(kmetrics),
-        }
-        for f in files:
-            c = verify.verify_file(
-                f.path, f.variant, spec, val, kraw, kmetrics, opt.latency_runs, progress=say
-            )
-            checks.append(c)
-            say(
-                f"  {f.variant:8s} {key} {c.value:.4g} (Keras {c.keras_value:.4g}, "
-                f"{100 * c.relative_drop:+.1f} %), {f.size_bytes / 1024:.0f} KiB, "
-                f"{c.latency_ms['1_thread']:.2f} ms 1 thread"
-            )
-        rep["verification"] = [c.to_dict() for c in checks]
-    gate_error = None
-    if opt.max_drop is not None and checks:
-        try:
-            verify.check_gate(checks, opt.max_drop)
-            rep["gate"] = {"max_drop": opt.max_drop, "result": "passed"}
-        except Exception as e:
-            rep["gate"] = {"max_drop": opt.max_drop, "result": f"FAILED: {e}"}
-            gate_error = e
-    elif opt.max_drop is not None:
-        notes.append("--max-drop was not checked: verification did not run")
-    report.write_report(export_dir, rep)
-    say(f"wrote {export_dir / 'report.md'}")
-    if failures:
-        raise ModelFileError("; ".join(failures) + f" (the other variants are in {export_dir})")
-    if gate_error is not None:
-        raise gate_error
-    return rep
+
+
+def _verify_step(st: _ConvertState) -> None:
+    """Unless ``--no-verify``: every file vs Keras on the validation split."""
+    if not st.opt.verify:
+        return
+    if st.val_ds is None:
+        st.notes.append("verification skipped: no validation split (install edgereg[train])")
+        return
+    from . import verify
+
+    opt, spec, say, rep = st.opt, st.spec, st.say, st.report
+    val = verify.ValidationSet.from_datasets(st.val_ds, st.train_ds, opt.val_limit)
+    rep["validation_images"] = len(val.images)
+    say(f"verifying on {len(val.images)} validation images (device runtime vs Keras)")
+    kraw = verify.keras_raw(st.static, spec, val.images)
+    kmetrics = verify.compute_metrics(
+        spec, val.targets, spec.decode_output(kraw), val.sizes, val.train_targets
+    )
+    key, hib = verify.primary_metric(spec)
+    rep["keras"] = {
+        "metric_key": key,
+        "higher_is_better": hib,
+        "value": float(kmetrics[key]),
+        "metrics": verify._jsonable(kmetrics),
+    }
+    for f in st.files:
+        c = verify.verify_file(
+            f.path, f.variant, spec, val, kraw, kmetrics, opt.latency_runs, progress=say
+        )
+        st.checks.append(c)
+        say(
+            f"  {f.variant:8s} {key} {c.value:.4g} (Keras {c.keras_value:.4g}, "
+            f"{100 * c.relative_drop:+.1f} %), {f.size_bytes / 1024:.0f} KiB, "
+            f"{c.latency_ms['1_thread']:.2f} ms 1 thread"
+        )
+    rep["verification"] = [c.to_dict() for c in st.checks]
+
+
+def _quality_gate(st: _ConvertState) -> None:
+    """With ``--max-drop``: record pass/fail in the report; the error is raised at the end."""
+    max_drop = st.opt.max_drop
+    if max_drop is None:
+        return
+    if not st.checks:
+        st.notes.append("--max-drop was not checked: verification did not run")
+        return
+    from . import verify
+
+    try:
+        verify.check_gate(st.checks, max_drop)
+        st.report["gate"] = {"max_drop": max_drop, "result": "passed"}
+    except Exception as e:
+        st.report["gate"] = {"max_drop": max_drop, "result": f"FAILED: {e}"}
+        st.gate_error = e
+
+
+def _write_report_and_finish(st: _ConvertState) -> dict[str, Any]:
+    """Write report.json/.md; then a failed variant, then a failed gate, is the error."""
+    from . import report
+
+    report.write_report(st.export_dir, st.report)
+    st.say(f"wrote {st.export_dir / 'report.md'}")
+    if st.failures:
+        raise ModelFileError(
+            "; ".join(st.failures) + f" (the other variants are in {st.export_dir})"
+        )
+    if st.gate_error is not None:
+        raise st.gate_error
+    return st.report

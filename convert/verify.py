@@ -21,6 +21,9 @@ import numpy as np
 
 from edge_runtime.errors import QualityGateError
 from edge_runtime.images import read_image
+from edge_runtime.interpreter import input_details, make_interpreter, set_input
+from edge_runtime.metadata import read_model_bytes
+from edge_runtime.predictor import Predictor, PredictorOptions
 from edge_runtime.preprocess import resize_to_input
 from edge_runtime.spec import ModelSpec
 from train import tasks
@@ -78,83 +81,40 @@ def keras_raw(
     return np.concatenate(out) if out else np.zeros((0, spec.output_size), np.float32)
 
 
-class _LocalRunner:
-    """Fallback when ``edge_runtime.predictor`` is not installed: same resize and quantization."""
-
-    name = "litert-interpreter"
-
-    def __init__(self, path: str | Path, spec: ModelSpec, num_threads: int | None = None) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.spec = spec
-        self.it = Interpreter(model_path=str(path), num_threads=num_threads)
-        self.it.allocate_tensors()
-        self.inp = self.it.get_input_details()[0]
-        self.out = self.it.get_output_details()[0]
-
-    def raw(self, rgb: np.ndarray) -> np.ndarray:
-        s = self.spec
-        x = resize_to_input(rgb, s.input_height, s.input_width, s.interpolation).astype(np.float32)
-        self.it.set_tensor(self.inp["index"], quantize_input(x[None], self.inp))
-        self.it.invoke()
-        return dequantize_output(self.it.get_tensor(self.out["index"]), self.out).reshape(-1)
-
-    def close(self) -> None:
-        pass
+#: How verification runs each file: the device runtime's own Predictor (in the report).
+RUNNER = "edge_runtime.Predictor"
 
 
-class _PredictorRunner:
-    name = "edge_runtime.Predictor"
+def device_raw(
+    path: str | Path,
+    images: Sequence[np.ndarray],
+    progress: Callable[[str], None] | None = None,
+    label: str = "",
+) -> np.ndarray:
+    """Raw outputs (N, output_size) of the device runtime's Predictor for full-size RGB images.
 
-    def __init__(self, path: str | Path, spec: ModelSpec, num_threads: int | None = None) -> None:
-        from edge_runtime.predictor import Predictor, PredictorOptions
-
-        self.p = Predictor.create_from_options(
-            PredictorOptions(model_path=path, num_threads=num_threads, color_order="RGB")
+    The same resize, quantization and decoding as on the Pi; a file the runtime refuses
+    is its own ModelFileError naming the file.
+    """
+    options = PredictorOptions(model_path=path, color_order="RGB")
+    with Predictor.create_from_options(options) as p:
+        return np.stack(
+            [
+                np.asarray(p.predict(im).raw, np.float32).reshape(-1)
+                for im in _iter(images, progress, label)
+            ]
         )
-
-    def raw(self, rgb: np.ndarray) -> np.ndarray:
-        return np.asarray(self.p.predict(rgb).raw, np.float32).reshape(-1)
-
-    def close(self) -> None:
-        self.p.close()
-
-
-def make_runner(path: str | Path, spec: ModelSpec, num_threads: int | None = None):
-    """The device runtime's Predictor when installed, else the local interpreter runner."""
-    try:
-        import edge_runtime.predictor  # noqa: F401
-    except ImportError:
-        return _LocalRunner(path, spec, num_threads)
-    return _PredictorRunner(path, spec, num_threads)
-
-
-def quantize_input(x: np.ndarray, det: dict[str, Any]) -> np.ndarray:
-    dtype = np.dtype(det["dtype"])
-    if dtype == np.float32:
-        return x.astype(np.float32)
-    scale, zp = det["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
-
-
-def dequantize_output(y: np.ndarray, det: dict[str, Any]) -> np.ndarray:
-    scale, zp = det["quantization"]
-    if np.dtype(det["dtype"]) == np.float32 or not scale:
-        return y.astype(np.float32)
-    return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
 
 
 def measure_latency(path: str | Path, num_threads: int | None, runs: int = 50) -> float:
-    """Median milliseconds of ``invoke()`` on one frame (after 3 warm-up invokes)."""
-    from ai_edge_litert.interpreter import Interpreter
+    """Median milliseconds of ``invoke()`` on one frame (after 3 warm-up invokes).
 
-    it = Interpreter(model_path=str(path), num_threads=num_threads)
-    it.allocate_tensors()
-    det = it.get_input_details()[0]
+    Uses edge_runtime's interpreter (same backend choice and checks as the device).
+    """
+    it, _ = make_interpreter(read_model_bytes(path), where=str(path), num_threads=num_threads)
+    shape = input_details(it)["shape"]
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, det["shape"]).astype(np.float32)
-    it.set_tensor(det["index"], quantize_input(x, det))
+    set_input(it, rng.uniform(0, 255, shape).astype(np.float32))
     times = []
     for i in range(3 + max(1, runs)):
         t0 = time.perf_counter()
@@ -209,11 +169,7 @@ def verify_file(
 ) -> VariantCheck:
     """Run ``val`` through the device runtime for one file and compare with Keras."""
     path = Path(path)
-    runner = make_runner(path, spec)
-    try:
-        raw = np.stack([runner.raw(im) for im in _iter(val.images, progress, variant)])
-    finally:
-        runner.close()
+    raw = device_raw(path, val.images, progress, variant)
     metrics = compute_metrics(
         spec, val.targets, spec.decode_output(raw), val.sizes, val.train_targets
     )
@@ -238,7 +194,7 @@ def verify_file(
         disagreement=per,
         disagreement_user=user,
         latency_ms=lat,
-        runner=runner.name,
+        runner=RUNNER,
     )
 
 

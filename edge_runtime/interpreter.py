@@ -16,15 +16,15 @@ from __future__ import annotations
 import importlib
 import os
 import re
-import struct
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from . import flatbuffer as fb
 from .errors import BackendError, ModelFileError
-from .metadata import _Reader, read_metadata
+from .metadata import read_metadata
 
 #: name -> module holding ``Interpreter`` and ``load_delegate``
 BACKEND_MODULES = {
@@ -32,6 +32,8 @@ BACKEND_MODULES = {
     "tflite_runtime": "tflite_runtime.interpreter",
     "tensorflow": "tensorflow.lite",
 }
+#: ``backend=`` / ``--backend`` choices: ``auto`` (the first importable), then each backend.
+BACKENDS = ("auto", *BACKEND_MODULES)
 BACKEND_ALIASES = {"ai_edge_litert": "litert", "tflite": "tflite_runtime", "tf": "tensorflow"}
 BACKEND_INSTALL = {
     "litert": "pip install ai-edge-litert",
@@ -97,8 +99,7 @@ def load_backend(name: str = "auto") -> Backend:
             "or tflite-runtime, or tensorflow"
         )
     if name not in BACKEND_MODULES:
-        allowed = ", ".join(("auto", *BACKEND_MODULES))
-        raise BackendError(f"backend: {name!r} is not one of {allowed}")
+        raise BackendError(f"backend: {name!r} is not one of {', '.join(BACKENDS)}")
     try:
         return _import_backend(name)
     except ImportError as e:
@@ -290,42 +291,6 @@ _EXPECTED_OPTIONS = {
 }
 
 
-class _Model:
-    """Read-only field access to a TFLite flatbuffer (schema.fbs field numbers), bounds-checked
-    by :class:`edge_runtime.metadata._Reader`; needs neither TensorFlow nor the schema module
-    (whose import alone costs ~0.2 s at start-up)."""
-
-    def __init__(self, buf: bytes, where: str) -> None:
-        self.r = _Reader(buf, where)
-        self.buf = buf
-
-    def scalar(self, table: int, index: int, fmt: str, default: int) -> int:
-        pos = self.r.field(table, index)
-        if pos is None:
-            return default
-        if pos + struct.calcsize(fmt) > len(self.buf):
-            raise self.r._fail("field outside the file")
-        return struct.unpack_from(fmt, self.buf, pos)[0]
-
-    def array(self, table: int, index: int, dtype: str) -> np.ndarray:
-        pos = self.r.field(table, index)
-        if pos is None:
-            return np.zeros(0, dtype)
-        vec = self.r.indirect(pos)
-        n = self.r.u32(vec)
-        size = np.dtype(dtype).itemsize
-        if vec + 4 + n * size > len(self.buf):
-            raise self.r._fail("vector runs past the end of the file")
-        return np.frombuffer(self.buf, dtype, n, vec + 4)
-
-    def tables(self, table: int, index: int) -> list[int]:
-        return self.r.table_vector(table, index)
-
-    def table(self, table: int, index: int) -> int | None:
-        pos = self.r.field(table, index)
-        return None if pos is None else self.r.indirect(pos)
-
-
 def check_model_structure(model: bytes, where: str = "model") -> None:
     """Bounds-check what the TFLite verifier leaves to the runtime, before tensors are allocated.
 
@@ -335,59 +300,68 @@ def check_model_structure(model: bytes, where: str = "model") -> None:
     bit-flipped files). Raises ModelFileError naming the file instead.
     """
     try:
-        _check_structure(_Model(model, where), where)
+        _check_structure(fb.FlatbufferReader(model, where), where)
     except ModelFileError:
         raise
     except Exception as e:  # any decoding failure of a corrupt file
         raise ModelFileError(f"{where}: corrupt TFLite model ({type(e).__name__}: {e})") from None
 
 
-def _check_structure(m: _Model, where: str) -> None:
+#: an operator's tensor-index lists, checked like the subgraph's inputs and outputs
+_OPERATOR_TENSOR_LISTS = (
+    ("input", fb.OPERATOR_INPUTS),
+    ("output", fb.OPERATOR_OUTPUTS),
+    ("intermediate", fb.OPERATOR_INTERMEDIATES),
+)
+
+
+def _check_structure(m: fb.FlatbufferReader, where: str) -> None:
     def bad(what: str) -> ModelFileError:
         return ModelFileError(f"{where}: corrupt TFLite model ({what}); re-export or re-copy it")
 
-    root = m.r.indirect(0)
-    version = m.scalar(root, 0, "<I", 0)
+    root = m.root()
+    version = m.scalar(root, fb.MODEL_VERSION, "<I", 0)
     if version != 3:
         raise bad(f"schema version {version}, TFLite files have 3")
     codes = []
-    for c, oc in enumerate(m.tables(root, 1)):
-        ver = m.scalar(oc, 2, "<i", 1)
+    for c, oc in enumerate(m.tables(root, fb.MODEL_OPERATOR_CODES)):
+        ver = m.scalar(oc, fb.OPERATOR_CODE_VERSION, "<i", 1)
         if not 1 <= ver <= 1000:
             raise bad(f"operator code {c} has version {ver}")
-        codes.append(max(m.scalar(oc, 0, "<b", 0), m.scalar(oc, 3, "<i", 0)))
-    buffers = m.tables(root, 4)
-    subgraphs = m.tables(root, 2)
+        deprecated = m.scalar(oc, fb.OPERATOR_CODE_DEPRECATED_BUILTIN, "<b", 0)
+        codes.append(max(deprecated, m.scalar(oc, fb.OPERATOR_CODE_BUILTIN, "<i", 0)))
+    buffers = m.tables(root, fb.MODEL_BUFFERS)
+    subgraphs = m.tables(root, fb.MODEL_SUBGRAPHS)
     if not subgraphs:
         raise bad("no subgraph")
     for sg in subgraphs:
-        tensors = m.tables(sg, 0)
+        tensors = m.tables(sg, fb.SUBGRAPH_TENSORS)
         n_t = len(tensors)
         for t, ten in enumerate(tensors):
             _check_tensor(m, ten, t, buffers, bad)
-        for io, idx in (("input", 1), ("output", 2)):
+        for io, idx in (("input", fb.SUBGRAPH_INPUTS), ("output", fb.SUBGRAPH_OUTPUTS)):
             for i, v in enumerate(m.array(sg, idx, "<i4")):
                 if not 0 <= v < n_t:
                     raise bad(f"subgraph {io} {i} names tensor {v} of {n_t}")
-        for o, op in enumerate(m.tables(sg, 3)):
-            code_index = m.scalar(op, 0, "<I", 0)
+        for o, op in enumerate(m.tables(sg, fb.SUBGRAPH_OPERATORS)):
+            code_index = m.scalar(op, fb.OPERATOR_OPCODE_INDEX, "<I", 0)
             if code_index >= len(codes):
                 raise bad(f"operator {o} uses opcode {code_index} of {len(codes)}")
             want = _EXPECTED_OPTIONS.get(codes[code_index])
-            got = m.scalar(op, 3, "<B", 0)
+            got = m.scalar(op, fb.OPERATOR_OPTIONS_TYPE, "<B", 0)
             if want is not None and got not in (0, want):
                 raise bad(f"operator {o} carries options of another operator type")
-            for kind, idx in (("input", 1), ("output", 2), ("intermediate", 8)):
+            for kind, idx in _OPERATOR_TENSOR_LISTS:
                 for i, v in enumerate(m.array(op, idx, "<i4")):
                     if not -1 <= v < n_t:
                         raise bad(f"operator {o} {kind} {i} names tensor {v} of {n_t}")
 
 
-def _check_tensor(m: _Model, ten: int, t: int, buffers: list[int], bad: Any) -> None:
-    buffer = m.scalar(ten, 2, "<I", 0)
+def _check_tensor(m: fb.FlatbufferReader, ten: int, t: int, buffers: list[int], bad: Any) -> None:
+    buffer = m.scalar(ten, fb.TENSOR_BUFFER, "<I", 0)
     if buffer >= max(len(buffers), 1):
         raise bad(f"tensor {t} uses buffer {buffer} of {len(buffers)}")
-    shape = [int(d) for d in m.array(ten, 0, "<i4")]
+    shape = [int(d) for d in m.array(ten, fb.TENSOR_SHAPE, "<i4")]
     if any(d < 0 for d in shape):
         raise bad(f"tensor {t} has a negative dimension {shape}")
     n = 1
@@ -395,17 +369,16 @@ def _check_tensor(m: _Model, ten: int, t: int, buffers: list[int], bad: Any) -> 
         n *= d
     if n > MAX_TENSOR_ELEMENTS:
         raise bad(f"tensor {t} has {n} elements")
-    ttype = m.scalar(ten, 1, "<b", 0)
+    ttype = m.scalar(ten, fb.TENSOR_TYPE, "<b", 0)
     size = _ITEMSIZE.get(ttype)
     if size is not None and 0 < buffer < len(buffers):
-        data = m.r.field(buffers[buffer], 0)
-        data_len = m.r.u32(m.r.indirect(data)) if data is not None else 0
+        data_len = m.vector_length(buffers[buffer], fb.BUFFER_DATA)
         if data_len and data_len != n * size:
             raise bad(f"tensor {t} holds {data_len} bytes, its shape {shape} needs {n * size}")
-    q = m.table(ten, 4)
+    q = m.table(ten, fb.TENSOR_QUANTIZATION)
     if q is None:
         return
-    scales, zps = m.array(q, 2, "<f4"), m.array(q, 3, "<i8")
+    scales, zps = m.array(q, fb.QUANT_SCALE, "<f4"), m.array(q, fb.QUANT_ZERO_POINT, "<i8")
     if len(zps) and len(scales) != len(zps):
         raise bad(f"tensor {t} has {len(scales)} scales and {len(zps)} zero points")
     if len(scales) and (not np.all(np.isfinite(scales)) or np.any(scales < 0)):
@@ -414,7 +387,7 @@ def _check_tensor(m: _Model, ten: int, t: int, buffers: list[int], bad: Any) -> 
         lo, hi = _ZP_RANGE.get(ttype, (0, 0))
         if int(zps.min()) < lo or int(zps.max()) > hi:
             raise bad(f"tensor {t} has a zero point outside [{lo}, {hi}] for its type")
-    qdim = m.scalar(q, 6, "<i", 0)
+    qdim = m.scalar(q, fb.QUANT_DIMENSION, "<i", 0)
     if len(scales) > 1 and not 0 <= qdim < max(len(shape), 1):
         raise bad(f"tensor {t} is quantized along dimension {qdim} of {len(shape)}")
 

@@ -2,8 +2,8 @@
 
 A TFLite file is a flatbuffer whose root ``Model`` table has a ``metadata`` vector of
 ``(name, buffer index)`` entries. edgereg stores its spec as UTF-8 JSON in a buffer under
-the name :data:`SPEC_METADATA_NAME`. The reader below walks the flatbuffer by hand (a
-few dozen lines, bounds-checked), so the device needs neither TensorFlow nor the
+the name :data:`SPEC_METADATA_NAME`. It is read with the bounds-checked reader of
+:mod:`edge_runtime.flatbuffer`, so the device needs neither TensorFlow nor the
 ``flatbuffers`` package to read it. The writer uses the TFLite schema's object API
 (``ai_edge_litert`` ships it; the workstation also has TensorFlow's copy).
 """
@@ -11,9 +11,9 @@ few dozen lines, bounds-checked), so the device needs neither TensorFlow nor the
 from __future__ import annotations
 
 import importlib
-import struct
 from pathlib import Path
 
+from . import flatbuffer as fb
 from .errors import ModelFileError, SpecError
 from .spec import ModelSpec
 
@@ -21,85 +21,6 @@ SPEC_METADATA_NAME = "edgereg_spec"
 TFLITE_IDENTIFIER = b"TFL3"
 #: A sane upper bound for a model file that is read whole into memory.
 MAX_MODEL_BYTES = 1 << 31
-
-# Field indices in the TFLite schema (tensorflow/lite/schema/schema.fbs).
-_MODEL_BUFFERS = 4
-_MODEL_METADATA = 6
-_METADATA_NAME = 0
-_METADATA_BUFFER = 1
-_BUFFER_DATA = 0
-_BUFFER_OFFSET = 1
-_BUFFER_SIZE = 2
-
-
-class _Reader:
-    """Bounds-checked access to a flatbuffer; every bad offset is a ModelFileError."""
-
-    def __init__(self, buf: bytes, where: str) -> None:
-        self.buf = buf
-        self.where = where
-
-    def _fail(self, what: str) -> ModelFileError:
-        return ModelFileError(f"{self.where}: not a valid TFLite flatbuffer ({what})")
-
-    def u32(self, pos: int) -> int:
-        if pos < 0 or pos + 4 > len(self.buf):
-            raise self._fail(f"offset {pos} outside the file")
-        return struct.unpack_from("<I", self.buf, pos)[0]
-
-    def i32(self, pos: int) -> int:
-        if pos < 0 or pos + 4 > len(self.buf):
-            raise self._fail(f"offset {pos} outside the file")
-        return struct.unpack_from("<i", self.buf, pos)[0]
-
-    def u16(self, pos: int) -> int:
-        if pos < 0 or pos + 2 > len(self.buf):
-            raise self._fail(f"offset {pos} outside the file")
-        return struct.unpack_from("<H", self.buf, pos)[0]
-
-    def u64(self, pos: int) -> int:
-        if pos < 0 or pos + 8 > len(self.buf):
-            raise self._fail(f"offset {pos} outside the file")
-        return struct.unpack_from("<Q", self.buf, pos)[0]
-
-    def field(self, table: int, index: int) -> int | None:
-        """Absolute position of a table's field, or None when it is absent."""
-        vtable = table - self.i32(table)
-        vsize = self.u16(vtable)
-        if vsize < 4 or vsize % 2:
-            raise self._fail("corrupt vtable")
-        slot = 4 + 2 * index
-        if slot >= vsize:
-            return None
-        off = self.u16(vtable + slot)
-        return table + off if off else None
-
-    def indirect(self, pos: int) -> int:
-        return pos + self.u32(pos)
-
-    def vector(self, pos: int) -> tuple[int, int]:
-        """(first element position, length) of the vector referenced at ``pos``."""
-        vec = self.indirect(pos)
-        n = self.u32(vec)
-        if vec + 4 + n > len(self.buf):
-            raise self._fail("vector runs past the end of the file")
-        return vec + 4, n
-
-    def table_vector(self, table: int, index: int) -> list[int]:
-        pos = self.field(table, index)
-        if pos is None:
-            return []
-        start, n = self.vector(pos)
-        if start + 4 * n > len(self.buf):
-            raise self._fail("vector runs past the end of the file")
-        return [self.indirect(start + 4 * i) for i in range(n)]
-
-    def string(self, table: int, index: int) -> str:
-        pos = self.field(table, index)
-        if pos is None:
-            return ""
-        start, n = self.vector(pos)
-        return self.buf[start : start + n].decode("utf-8", errors="replace")
 
 
 def read_metadata(model: bytes, where: str = "model") -> dict[str, bytes]:
@@ -110,13 +31,13 @@ def read_metadata(model: bytes, where: str = "model") -> dict[str, bytes]:
         raise ModelFileError(
             f"{where}: not a TFLite model (no 'TFL3' identifier); export one with `edgereg convert`"
         )
-    r = _Reader(model, where)
-    root = r.indirect(0)
-    buffers = r.table_vector(root, _MODEL_BUFFERS)
+    r = fb.FlatbufferReader(model, where)
+    root = r.root()
+    buffers = r.tables(root, fb.MODEL_BUFFERS)
     out: dict[str, bytes] = {}
-    for entry in r.table_vector(root, _MODEL_METADATA):
-        name = r.string(entry, _METADATA_NAME)
-        pos = r.field(entry, _METADATA_BUFFER)
+    for entry in r.tables(root, fb.MODEL_METADATA):
+        name = r.string(entry, fb.METADATA_NAME)
+        pos = r.field(entry, fb.METADATA_BUFFER)
         index = r.u32(pos) if pos is not None else 0
         if index >= len(buffers):
             raise ModelFileError(f"{where}: metadata {name!r} points at a missing buffer {index}")
@@ -124,18 +45,17 @@ def read_metadata(model: bytes, where: str = "model") -> dict[str, bytes]:
     return out
 
 
-def _buffer_bytes(r: _Reader, buffer: int) -> bytes:
-    pos = r.field(buffer, _BUFFER_DATA)
-    if pos is not None:
-        start, n = r.vector(pos)
-        return bytes(r.buf[start : start + n])
+def _buffer_bytes(r: fb.FlatbufferReader, buffer: int) -> bytes:
+    data = r.byte_vector(buffer, fb.BUFFER_DATA)
+    if data is not None:
+        return data
     # Large models keep buffer data after the flatbuffer, addressed by offset and size.
-    opos, spos = r.field(buffer, _BUFFER_OFFSET), r.field(buffer, _BUFFER_SIZE)
+    opos, spos = r.field(buffer, fb.BUFFER_OFFSET), r.field(buffer, fb.BUFFER_SIZE)
     if opos is None or spos is None:
         return b""
     off, size = r.u64(opos), r.u64(spos)
     if off <= 1 or off + size > len(r.buf):
-        raise r._fail("buffer offset outside the file")
+        raise r.fail("buffer offset outside the file")
     return bytes(r.buf[off : off + size])
 
 

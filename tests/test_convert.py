@@ -96,6 +96,8 @@ def test_all_variants_written_with_embedded_spec(converted):
     # reports are complete, valid files
     rep = json.loads((export / "report.json").read_text())
     assert len(rep["verification"]) == 5
+    # every file was verified through the device runtime's own Predictor
+    assert {c["runner"] for c in rep["verification"]} == {"edge_runtime.Predictor"}
     md = (export / "report.md").read_text()
     assert "| int8 |" in md and "mean_error_px" in md
     # no temp files left
@@ -242,7 +244,7 @@ def test_max_drop_cli_fails_and_says_what_to_try(tmp_path, run_cli):
 @pytest.mark.parametrize("keep", [0.33, 0.9, 0.999])
 def test_truncated_tflite_is_a_model_file_error(converted, tmp_path, keep):
     from convert.edgetpu import analyse
-    from convert.verify import make_runner
+    from convert.verify import device_raw, measure_latency
 
     run, _ = converted
     data = (run / "export" / "model_int8.tflite").read_bytes()
@@ -250,11 +252,11 @@ def test_truncated_tflite_is_a_model_file_error(converted, tmp_path, keep):
     cut.write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(ModelFileError, match="cut.tflite"):
         analyse(cut.read_bytes(), str(cut))
-    # verification runs files through the device runtime, which refuses it too
+    # verification and its latency run files through the device runtime, which refuses it too
     with pytest.raises(ModelFileError, match="cut.tflite"):
-        make_runner(
-            cut, ModelSpec(task="point", input_height=SIZE, input_width=SIZE, num_keypoints=1)
-        )
+        device_raw(cut, [np.zeros((SIZE, SIZE, 3), np.uint8)])
+    with pytest.raises(ModelFileError, match="cut.tflite"):
+        measure_latency(cut, 1, runs=1)
 
 
 def test_unknown_variant_and_missing_run(tmp_path, run_cli):

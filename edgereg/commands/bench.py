@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from edge_runtime.interpreter import BACKENDS
+
 
 @click.command(name="bench")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=str))
@@ -26,7 +28,7 @@ import click
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write JSON here.")
 @click.option(
     "--backend",
-    type=click.Choice(["auto", "litert", "tflite_runtime", "tensorflow"]),
+    type=click.Choice(BACKENDS),
     default="auto",
     show_default=True,
 )

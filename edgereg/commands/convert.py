@@ -1,28 +1,40 @@
 """``edgereg convert RUN_DIR``: quantized TFLite files with the spec inside, verified.
 
-TensorFlow and ``convert`` are imported inside the command body only, so
-``edgereg convert --help`` stays fast and TensorFlow-free.
+The option lists come from :mod:`convert.export`, which imports TensorFlow only inside
+its functions; TensorFlow and the rest of ``convert`` are imported inside the command
+body, so ``edgereg convert --help`` stays fast and TensorFlow-free.
 """
 
 from __future__ import annotations
 
 import click
 
-_VARIANTS = "fp32,fp16,dynamic,int8,int16x8"
+from convert.export import DEFAULT_VARIANTS, EDGETPU_FILENAME, IO_TYPES, VARIANTS
+
+_VARIANTS_HELP = (
+    "Comma-separated variants to export ("
+    + "; ".join(f"{v.name}: {v.description}" for v in VARIANTS.values())
+    + ")."
+)
+_HELP = f"""Convert a training run to TFLite variants in RUN_DIR/export/ and verify them.
+
+Files: {", ".join(v.filename for v in VARIANTS.values())} (+ {EDGETPU_FILENAME} with
+--edgetpu), report.json and report.md. Every file carries the model spec.
+"""
 
 
-@click.command(name="convert")
+@click.command(name="convert", help=_HELP)
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option(
     "--variants",
-    default=_VARIANTS,
+    default=",".join(DEFAULT_VARIANTS),
     show_default=True,
-    help="Comma-separated variants to export.",
+    help=_VARIANTS_HELP,
 )
 @click.option(
     "--io",
     "io_type",
-    type=click.Choice(["float", "int8", "uint8"]),
+    type=click.Choice(IO_TYPES),
     default="float",
     show_default=True,
     help="Input/output type of the full-integer (int8) model; uint8 takes camera bytes as-is.",
@@ -67,13 +79,7 @@ def cli(
     latency_runs: int,
     val_limit: int | None,
 ) -> None:
-    """Convert a training run to TFLite variants in RUN_DIR/export/ and verify them.
-
-    \b
-    Files: model_fp32.tflite, model_fp16.tflite, model_dynamic.tflite, model_int8.tflite,
-           model_int16x8.tflite (+ model_int8_edgetpu.tflite with --edgetpu),
-           report.json and report.md. Every file carries the model spec.
-    """
+    """Convert a training run (the help text is :data:`_HELP`, built from the variants)."""
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

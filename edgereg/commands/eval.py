@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.interpreter import BACKENDS
+
 from ._tasks import given_task_options, task_choice, task_options
 
 
@@ -26,7 +28,7 @@ from ._tasks import given_task_options, task_choice, task_options
 @click.option("--tta", is_flag=True, help="Average over the model's declared invariances.")
 @click.option(
     "--backend",
-    type=click.Choice(["auto", "litert", "tflite_runtime", "tensorflow"]),
+    type=click.Choice(BACKENDS),
     default="auto",
     show_default=True,
     help="Interpreter for .tflite models.",

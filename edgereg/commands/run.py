@@ -15,6 +15,9 @@ from typing import Any
 
 import click
 
+from edge_runtime.interpreter import BACKENDS
+from edge_runtime.smoothing import SMOOTHERS
+
 
 class StatusLine:
     """A live status line on stderr (never stdout, which may carry JSON lines).
@@ -140,14 +143,12 @@ class _Term:
 )
 @click.option("--preview", is_flag=True, help="Show a window when a display exists.")
 @click.option("--roi", metavar="x,y,w,h", help="Run the model on this part of each frame.")
-@click.option(
-    "--smooth", type=click.Choice(["ema", "one_euro"]), help="Smooth outputs across frames."
-)
+@click.option("--smooth", type=click.Choice(SMOOTHERS), help="Smooth outputs across frames.")
 @click.option("--tta", is_flag=True, help="Average over the spec's invariances (slower).")
 @click.option("--threads", type=click.IntRange(1, 64), help="Interpreter threads (default: all).")
 @click.option(
     "--backend",
-    type=click.Choice(["auto", "litert", "tflite_runtime", "tensorflow"]),
+    type=click.Choice(BACKENDS),
     default="auto",
     show_default=True,
 )

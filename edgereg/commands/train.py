@@ -1,6 +1,7 @@
 """`edgereg train DATA_DIR --task T --out runs/NAME`: fine-tune a MobileNet on a dataset.
 
-TensorFlow is imported only inside the command body, so ``edgereg train --help`` is fast.
+TensorFlow is imported only inside the command body, so ``edgereg train --help`` is fast
+(``train.backbones``, which names the backbones, imports keras only inside its functions).
 """
 
 from __future__ import annotations
@@ -8,16 +9,9 @@ from __future__ import annotations
 import click
 
 from train import tasks as train_tasks
+from train.backbones import BACKBONES
 
 from ._tasks import given_task_options, task_choice, task_help, task_options
-
-BACKBONES = [
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "mobilenet_v3_small_minimalistic",
-    "mobilenet_v3_large_minimalistic",
-]
 
 
 def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -> object:
