@@ -74,6 +74,12 @@ class TrainingError(EdgeregError, RuntimeError):
     exit_code = 12
 
 
+class ClashError(EdgeregError, ValueError):
+    """An output would overwrite an input, another output, or something it does not own."""
+
+    exit_code = 13
+
+
 EXIT_CODES = {
     cls.__name__: cls.exit_code
     for cls in (
@@ -88,5 +94,6 @@ EXIT_CODES = {
         BackendError,
         SourceError,
         TrainingError,
+        ClashError,
     )
 }
