@@ -60,7 +60,7 @@ def _import_help() -> str:
             f"{f.name}: {f.summary}", 96, initial_indent="  ", subsequent_indent="    "
         )
         lines += textwrap.wrap(
-            f"SRC: {f.src}. Tasks: {', '.join(f.tasks)}.",
+            f"SRC: {f.src}. Tasks: {', '.join(f.tasks())}.",
             96,
             initial_indent="    ",
             subsequent_indent="    ",
@@ -100,12 +100,7 @@ def _format_names() -> list[str]:
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(_format_names()))
 @click.argument("src", type=click.Path(path_type=str))
 @click.argument("data_dir", type=click.Path(path_type=str))
-@click.option(
-    "--task",
-    required=True,
-    type=click.Choice(["point", "keypoints", "value", "class"]),
-    help="What the labels become.",
-)
+@click.option("--task", required=True, type=task_choice(), help="What the labels become.")
 @click.option(
     "--keypoints",
     callback=_keypoint_names,

@@ -25,7 +25,8 @@ from .common import (
     write_dataset,
 )
 
-TASKS = ("point", "keypoints", "value", "class")
+#: The kinds of label a format can give (see ``train.tasks.ImportRule``).
+POINTS, LABEL, NUMBER = "points", "label", "number"
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,15 @@ class ImportFormat:
     module: str  # defines ``read(src: Path, opts: ImportOptions) -> Parsed``
     summary: str
     src: str  # what SRC is
-    tasks: tuple[str, ...]
+    #: the kinds of label its files hold: POINTS, LABEL, NUMBER
+    kinds: tuple[str, ...]
     example: str
+
+    def tasks(self) -> list[str]:
+        """The registered tasks whose labels this format can fill."""
+        from train import tasks
+
+        return [t.name for t in tasks.tasks() if t.import_rule and t.import_rule.kind in self.kinds]
 
     def reader(self) -> Callable[[Path, ImportOptions], Parsed]:
         return importlib.import_module(self.module).read  # type: ignore[no-any-return]
@@ -52,7 +60,7 @@ FORMATS: dict[str, ImportFormat] = {
             "Label Studio JSON export: keypointlabels -> point/keypoints, rectanglelabels -> "
             "box centre, choices -> class, number -> value.",
             "the exported .json file (a list of tasks)",
-            ("point", "keypoints", "value", "class"),
+            (POINTS, LABEL, NUMBER),
             "edgereg data import labelstudio project-1.json data/gauges --task keypoints "
             "--keypoints tl,tr,br,bl --images label-studio/media/upload",
         ),
@@ -62,7 +70,7 @@ FORMATS: dict[str, ImportFormat] = {
             "CVAT for images 1.1 XML: <points>/<skeleton> -> point/keypoints, <box> -> centre, "
             "<tag> -> class.",
             "annotations.xml, or the unzipped export folder holding it (images/ beside it)",
-            ("point", "keypoints", "class"),
+            (POINTS, LABEL),
             "edgereg data import cvat task_7/annotations.xml data/corners --task keypoints",
         ),
         ImportFormat(
@@ -71,7 +79,7 @@ FORMATS: dict[str, ImportFormat] = {
             "COCO keypoints JSON: one annotated object per image; keypoint order from "
             "categories[].keypoints; bbox centre for a point task without keypoints.",
             "the COCO .json file (images, annotations, categories)",
-            ("point", "keypoints", "class"),
+            (POINTS, LABEL),
             "edgereg data import coco annotations/person_keypoints_default.json data/pose "
             "--task keypoints --images images",
         ),
@@ -80,7 +88,7 @@ FORMATS: dict[str, ImportFormat] = {
             "train.importers.labelme",
             "LabelMe JSON files: point shapes by label, rectangle -> centre, flags -> class.",
             "a folder of LabelMe .json files (or one file); images next to them",
-            ("point", "keypoints", "class"),
+            (POINTS, LABEL),
             "edgereg data import labelme shots/ data/needle --task point",
         ),
         ImportFormat(
@@ -90,7 +98,7 @@ FORMATS: dict[str, ImportFormat] = {
             "(kpt_shape, names); images/... <-> labels/... as Ultralytics pairs them.",
             "data.yaml, or the dataset folder holding it (or a Label Studio YOLO export folder: "
             "classes.txt, images/, labels/)",
-            ("point", "keypoints", "class"),
+            (POINTS, LABEL),
             "edgereg data import yolo-pose datasets/dials/data.yaml data/dials --task keypoints",
         ),
     )
@@ -122,7 +130,11 @@ def run_import(
         raise DataError(f"--images {img_p}: not a folder")
     forbidden = [(src_p, "the source folder"), *([(img_p, "the --images folder")] if img_p else [])]
     check_data_dir(out, forbidden)
-    opts = ImportOptions(task=task, keypoints=keypoints or None, images=img_p)
+    from train import tasks
+
+    rule = tasks.get(task).import_rule
+    assert rule is not None  # _format checked it
+    opts = ImportOptions(task=task, rule=rule, keypoints=keypoints or None, images=img_p)
     parsed = spec.reader()(src_p, opts)
     check_data_dir(out, [(r, "the images folder") for r in parsed.image_roots])
     order, order_source = resolve_order(opts, parsed, fmt)
@@ -145,11 +157,12 @@ def run_import(
 def _format(fmt: str, task: str) -> ImportFormat:
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
-    if task not in TASKS:
-        raise DataError(f"--task: {task!r} is not one of {', '.join(TASKS)}")
+    from train import tasks
+
+    rule = tasks.get(task).import_rule  # DataError for an unknown task
     spec = FORMATS[fmt]
-    if task not in spec.tasks:
+    if rule is None or rule.kind not in spec.kinds:
         raise DataError(
-            f"{fmt} exports have no {task} labels; {fmt} imports --task {', '.join(spec.tasks)}"
+            f"{fmt} exports have no {task} labels; {fmt} imports --task {', '.join(spec.tasks())}"
         )
     return spec

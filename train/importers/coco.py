@@ -38,7 +38,7 @@ def read(src: Path, opts: ImportOptions) -> Parsed:
     for img in coco["images"]:
         if isinstance(img, dict):
             anns = by_image.get(img.get("id"), [])
-            parsed.items.append(_item(src, img, anns, cats, opts.task, with_kps, finder, ignored))
+            parsed.items.append(_item(src, img, anns, cats, opts, with_kps, finder, ignored))
     parsed.file_order, parsed.order_source = _order(src, cats, coco["annotations"], opts)
     if ignored["crowd"]:
         parsed.notes.append(f"{ignored['crowd']} crowd annotation(s) (iscrowd 1) ignored")
@@ -73,7 +73,7 @@ def _item(
     img: dict[str, Any],
     anns: list[dict[str, Any]],
     cats: dict[Any, dict[str, Any]],
-    task: str,
+    opts: ImportOptions,
     with_kps: bool,
     finder: ImageFinder,
     ignored: dict[str, int],
@@ -85,7 +85,7 @@ def _item(
     item.image, why = finder.find([ref])
     if item.image is None:
         item.problem = f"image not found: {ref!r} ({why})"
-    objects = _objects(anns, task, with_kps, ignored)
+    objects = _objects(anns, opts.wants_points, with_kps, ignored)
     if len(objects) != 1:
         ids = ", ".join(str(a.get("id")) for a in objects)
         item.problem = item.problem or (
@@ -107,13 +107,13 @@ def _item(
 
 
 def _objects(
-    anns: list[dict[str, Any]], task: str, with_kps: bool, ignored: dict[str, int]
+    anns: list[dict[str, Any]], wants_points: bool, with_kps: bool, ignored: dict[str, int]
 ) -> list[dict[str, Any]]:
     out = []
     for a in anns:
         if a.get("iscrowd"):
             ignored["crowd"] += 1
-        elif task in ("point", "keypoints") and with_kps and not _labelled(a):
+        elif wants_points and with_kps and not _labelled(a):
             ignored["no keypoints"] += 1
         else:
             out.append(a)

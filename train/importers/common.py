@@ -32,6 +32,7 @@ from typing import Any
 from edge_runtime.atomic import atomic_write_text
 from edge_runtime.errors import DataError, OutputError
 from edge_runtime.images import IMAGE_SUFFIXES
+from train.tasks.base import ImportRule
 
 LABELS_CSV = "labels.csv"
 IMAGES_DIR = "images"
@@ -53,8 +54,18 @@ class ImportOptions:
     """What the user asked for, as every reader sees it."""
 
     task: str
+    #: what the task's labels are made of (its ``import_rule``: points, a label, a number)
+    rule: ImportRule
     keypoints: tuple[str, ...] | None = None  # --keypoints, in the user's order
     images: Path | None = None  # --images
+
+    @property
+    def wants_points(self) -> bool:
+        return self.rule.kind == "points"
+
+    @property
+    def one_point(self) -> bool:
+        return self.rule.kind == "points" and self.rule.points == 1
 
 
 @dataclass
@@ -306,15 +317,17 @@ def resolve_order(opts: ImportOptions, parsed: Parsed, fmt: str) -> tuple[tuple[
     ``()`` for a point task without ``--keypoints`` (the single point or box is used).
     Raises DataError when a keypoints task has no order, listing the names found.
     """
-    if opts.task not in ("point", "keypoints"):
+    if not opts.wants_points:
         if opts.keypoints:
-            raise DataError(f"--keypoints is for --task point or keypoints (this is {opts.task})")
+            raise DataError(
+                f"--keypoints is for tasks whose labels are points (this is --task {opts.task})"
+            )
         return (), ""
     found = _names_found(parsed)
     if opts.keypoints:
         _check_user_names(opts, parsed, found)
         return tuple(opts.keypoints), "from --keypoints"
-    if opts.task == "point":
+    if opts.one_point:
         return (), ""
     if parsed.file_order:
         return tuple(parsed.file_order), parsed.order_source
@@ -333,9 +346,10 @@ def _names_found(parsed: Parsed) -> set[str]:
 
 def _check_user_names(opts: ImportOptions, parsed: Parsed, found: set[str]) -> None:
     names = opts.keypoints or ()
-    if opts.task == "point" and len(names) != 1:
+    if opts.one_point and len(names) != 1:
         raise DataError(
-            f"--keypoints: a point task takes one name (the keypoint to use), got {len(names)}"
+            f"--keypoints: a {opts.task} task takes one name (the keypoint to use), "
+            f"got {len(names)}"
         )
     dupes = sorted(n for n, c in Counter(names).items() if c > 1)
     if dupes:
@@ -368,7 +382,7 @@ def build_records(
             size, reason = _image_size(item, probe_image)
         rec = None
         if not reason:
-            rec, reason = _target(item, opts.task, order, size)  # type: ignore[arg-type]
+            rec, reason = _target(item, opts, order, size)  # type: ignore[arg-type]
         if reason or rec is None:
             report.skipped.append((item.where, reason or "no target"))
             continue
@@ -408,11 +422,12 @@ def _image_size(item: Item, probe: Callable[[Path], Any]) -> tuple[tuple[float, 
 
 
 def _target(
-    item: Item, task: str, order: tuple[str, ...], size: tuple[float, float]
+    item: Item, opts: ImportOptions, order: tuple[str, ...], size: tuple[float, float]
 ) -> tuple[Record | None, str]:
     """The record for one item, or (None, why not)."""
     assert item.image is not None
-    if task == "class":
+    kind, task = opts.rule.kind, opts.task
+    if kind == "label":
         labels = sorted(set(item.labels))
         if len(labels) != 1:
             what = (
@@ -420,14 +435,14 @@ def _target(
                 if not labels
                 else f"{len(labels)} class labels ({', '.join(labels)})"
             )
-            return None, f"{what}: a class task needs exactly one per image"
+            return None, f"{what}: a {task} task needs exactly one per image"
         return Record(item.where, item.image, label=labels[0]), ""
-    if task == "value":
+    if kind == "number":
         if len(item.values) != 1:
             what = "no value" if not item.values else f"{len(item.values)} values"
-            return None, f"{what}: a value task needs exactly one number per image"
+            return None, f"{what}: a {task} task needs exactly one number per image"
         return Record(item.where, item.image, value=item.values[0]), ""
-    pts, reason = _points(item, task, order)
+    pts, reason = _points(item, opts, order)
     if reason:
         return None, reason
     scale = size if item.pixels else (1.0, 1.0)
@@ -435,9 +450,11 @@ def _target(
     return Record(item.where, item.image, points=norm), ""
 
 
-def _points(item: Item, task: str, order: tuple[str, ...]) -> tuple[list[Point | None], str]:
+def _points(
+    item: Item, opts: ImportOptions, order: tuple[str, ...]
+) -> tuple[list[Point | None], str]:
     """The item's points in ``order`` (pixels or normalized, as the item has them)."""
-    if task == "point" and not order:
+    if opts.one_point and not order:
         visible = [(n, p) for n, p in item.points if p is not None]
         if len(visible) == 1:
             return [visible[0][1]], ""
@@ -446,8 +463,8 @@ def _points(item: Item, task: str, order: tuple[str, ...]) -> tuple[list[Point |
         if not visible and not item.boxes:
             return [], "no point or box labelled"
         return [], (
-            f"{len(visible)} point(s) and {len(item.boxes)} box(es): a point task needs one; "
-            "pass --keypoints NAME to choose a keypoint by name"
+            f"{len(visible)} point(s) and {len(item.boxes)} box(es): a {opts.task} task needs "
+            "one; pass --keypoints NAME to choose a keypoint by name"
         )
     out: list[Point | None] = []
     for name in order:
@@ -457,7 +474,7 @@ def _points(item: Item, task: str, order: tuple[str, ...]) -> tuple[list[Point |
         out.append(hits[0] if hits else None)
     if all(p is None for p in out):
         return [], f"none of the keypoints {', '.join(order)} is labelled"
-    if task == "point" and out[0] is None:
+    if opts.one_point and out[0] is None:
         return [], f"point {order[0]!r} is not labelled or not visible"
     return out, ""
 
@@ -483,25 +500,26 @@ def check_data_dir(data_dir: Path, forbidden: Iterable[tuple[Path, str]]) -> Non
 def csv_text(
     records: Sequence[Record], task: str, names: Sequence[str], images: Sequence[str]
 ) -> str:
-    """labels.csv for ``records`` (image paths given by ``images``), full float precision."""
+    """labels.csv for ``records`` (image paths given by ``images``), full float precision.
+
+    The label columns are the task's (``import_header``); the cells follow the kind of
+    label (points: x, y per point, empty for a missing one; a number; a label).
+    """
+    from train import tasks
+
+    kind = tasks.get(task)
+    rule = kind.import_rule
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    if task == "point":
-        w.writerow(["image", "x", "y"])
-    elif task == "keypoints":
-        w.writerow(["image"] + [f"{a}{i}" for i in range(1, len(names) + 1) for a in "xy"])
-    elif task == "value":
-        w.writerow(["image", "value"])
-    else:
-        w.writerow(["image", "label"])
+    w.writerow(["image", *kind.import_header(max(len(names), 1))])
     for rec, rel in zip(records, images, strict=True):
-        if task in ("point", "keypoints"):
+        if rule is not None and rule.kind == "points":
             cells = [c for p in rec.points for c in (("", "") if p is None else map(repr, p))]
-            w.writerow([rel, *cells])
-        elif task == "value":
-            w.writerow([rel, repr(float(rec.value))])  # type: ignore[arg-type]
+        elif rule is not None and rule.kind == "number":
+            cells = [repr(float(rec.value))]  # type: ignore[arg-type]
         else:
-            w.writerow([rel, rec.label])
+            cells = [str(rec.label)]
+        w.writerow([rel, *cells])
     return buf.getvalue()
 
 

@@ -39,6 +39,7 @@ from .base import (
     AugmentPolicy,
     BaselineRule,
     HeaderProblem,
+    ImportRule,
     LabelColumns,
     SampleSet,
     TaskOption,
@@ -128,6 +129,10 @@ class AngleTrainTask(TrainTask):
     bench_metrics = ("mean_error_deg", "within_2deg", "mean_error_reading")
     handrolled = "vgg_degrees"
     examples_legend = "green = true, red = predicted needle direction"
+    import_rule = ImportRule("number")
+
+    def import_header(self, num_points: int) -> list[str]:
+        return ["angle"]
 
     # ----------------------------------------------------------------- labels
     def label_columns(self, header: list[str], opts: Mapping[str, Any]) -> LabelColumns:

@@ -106,6 +106,20 @@ class AugmentPolicy:
     glare: bool = False
 
 
+@dataclass(frozen=True)
+class ImportRule:
+    """How labelling tools' annotations become this task's labels (``edgereg data import``).
+
+    ``kind``: ``"points"`` (named points or box centres), ``"label"`` (one class name per
+    image) or ``"number"`` (one number per image). ``points``: for ``points``, how many an
+    image has: 1 (the one point, box centre or ``--keypoints`` name) or 0 (as many as the
+    keypoint order names).
+    """
+
+    kind: str
+    points: int = 0
+
+
 @dataclass
 class BaselineRule:
     """When a model counts as "clearly better" than its trivial baseline.
@@ -363,6 +377,14 @@ class TrainTask:
 
     #: the legend of the examples grid
     examples_legend: ClassVar[str] = "green = true, red = predicted"
+
+    # ----------------------------------------------------------------- importing
+    #: how ``edgereg data import`` fills this task's labels (None: it cannot)
+    import_rule: ClassVar[ImportRule | None] = None
+
+    def import_header(self, num_points: int) -> list[str]:
+        """The label columns ``edgereg data import`` writes (after ``image``)."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<train task {self.name}>"

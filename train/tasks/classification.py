@@ -24,6 +24,7 @@ from .base import (
     AugmentPolicy,
     BaselineRule,
     HeaderProblem,
+    ImportRule,
     LabelColumns,
     Params,
     RowProblems,
@@ -61,6 +62,10 @@ class ClassTrainTask(TrainTask):
     bench_metrics = ("accuracy", "macro_f1")
     handrolled = "small_cnn"
     examples_legend = "red frame = wrong class"
+    import_rule = ImportRule("label")
+
+    def import_header(self, num_points: int) -> list[str]:
+        return ["label"]
 
     # ----------------------------------------------------------------- labels
     def label_columns(self, header: list[str], opts: Mapping[str, Any]) -> LabelColumns:

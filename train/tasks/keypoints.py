@@ -21,7 +21,7 @@ from train.samples import _clutter, _finish, _lighting, _paste, _photo_params, _
 
 from . import register
 from ._coordinates import CoordinatesTrainTask
-from .base import HeaderProblem, LabelColumns, Params, SampleSet, TaskOption
+from .base import HeaderProblem, ImportRule, LabelColumns, Params, SampleSet, TaskOption
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -65,6 +65,10 @@ class KeypointsTrainTask(CoordinatesTrainTask):
     bench_metrics = ("pck@0.05", "mean_error_pct_width", "mean_error_px")
     handrolled = "mobilenet_v1_dense"
     examples_legend = "green o = true (numbered), red x = predicted"
+    import_rule = ImportRule("points")
+
+    def import_header(self, num_points: int) -> list[str]:
+        return [f"{a}{i}" for i in range(1, num_points + 1) for a in "xy"]
 
     def label_columns(self, header: list[str], opts: Mapping[str, Any]) -> LabelColumns:
         lc = [h.lower() for h in header]

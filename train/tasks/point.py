@@ -18,7 +18,7 @@ from train.samples import _clutter, _finish, _lighting, _paste, _photo_params
 
 from . import register
 from ._coordinates import CoordinatesTrainTask
-from .base import HeaderProblem, LabelColumns, Params, SampleSet
+from .base import HeaderProblem, ImportRule, LabelColumns, Params, SampleSet
 
 if TYPE_CHECKING:  # pragma: no cover
     from edge_runtime.spec import ModelSpec
@@ -34,6 +34,10 @@ class PointTrainTask(CoordinatesTrainTask):
     bench_bar = "pck@0.05 ≥ 0.95 and mean error ≤ 2 % of width"
     bench_metrics = ("pck@0.05", "mean_error_pct_width", "mean_error_px")
     handrolled = "resnet_sigmoid"
+    import_rule = ImportRule("points", points=1)
+
+    def import_header(self, num_points: int) -> list[str]:
+        return ["x", "y"]
 
     def label_columns(self, header: list[str], opts: Mapping[str, Any]) -> LabelColumns:
         lc = [h.lower() for h in header]

@@ -36,6 +36,7 @@ from ._common import (
 from .base import (
     AugmentPolicy,
     HeaderProblem,
+    ImportRule,
     LabelColumns,
     Params,
     SampleSet,
@@ -93,6 +94,10 @@ class ValueTrainTask(TrainTask):
     bench_bar = "RMSE ≤ 4 units"
     bench_metrics = ("rmse", "mae", "r2")
     handrolled = "vgg_value"
+    import_rule = ImportRule("number")
+
+    def import_header(self, num_points: int) -> list[str]:
+        return ["value"]
 
     # ----------------------------------------------------------------- labels
     def label_columns(self, header: list[str], opts: Mapping[str, Any]) -> LabelColumns:
