@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -166,3 +167,60 @@ def test_augment_batch_is_deterministic_per_epoch() -> None:
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     assert not np.array_equal(a[0], c[0])
+
+
+# --------------------------------------------------------------------------- directions
+def _arrow(theta: float, px: int, py: int, size: int = 96) -> np.ndarray:
+    """A green pivot and a red tip 30 px away in the image direction ``theta``."""
+    import math
+
+    img = np.zeros((size, size, 3), np.uint8)
+    tip = (
+        int(round(px + 30 * math.sin(math.radians(theta)))),
+        int(round(py - 30 * math.cos(math.radians(theta)))),
+    )
+    cv2.circle(img, (px, py), 5, (0, 255, 0), -1)
+    cv2.circle(img, tip, 5, (255, 0, 0), -1)
+    return img
+
+
+def _arrow_direction(img: np.ndarray) -> float | None:
+    import math
+
+    def centroid(mask: np.ndarray) -> tuple[float, float] | None:
+        ys, xs = np.nonzero(mask)
+        return (xs.mean(), ys.mean()) if len(xs) else None
+
+    tip = centroid((img[..., 0] > 120) & (img[..., 1] < 90))
+    pivot = centroid((img[..., 1] > 120) & (img[..., 0] < 90))
+    if tip is None or pivot is None:
+        return None
+    return math.degrees(math.atan2(tip[0] - pivot[0], pivot[1] - tip[1])) % 360
+
+
+@pytest.mark.parametrize("transform", ["hflip", "rot90", "rotate", "warp"])
+def test_an_angle_label_turns_with_the_image(transform):
+    """Read back from the pixels: after each transform the label is still where the arrow
+    points (pivot -> tip), within the drawing's own rounding (~1 degree)."""
+    from train import tasks
+    from train.tasks import AugmentPolicy
+
+    kind = tasks.get("angle")
+    params = kind.spec_fields({"zero": 90.0, "counterclockwise": True}, None, None)["params"]
+    spec = ModelSpec(task="angle", input_height=96, input_width=96, params=params)
+    policy = AugmentPolicy(target="direction", **{transform: True})
+    aug = Augmenter(spec, AugmentConfig(photometric=False, p_warp=1.0), policy=policy)
+    rng = np.random.default_rng(3)
+    errors = []
+    for i in range(80):
+        user = float(rng.uniform(0, 360))  # maths convention: 0 right, counter-clockwise
+        image_deg = (90.0 - user) % 360
+        img = _arrow(image_deg, int(rng.integers(40, 57)), int(rng.integers(40, 57)))
+        out, label = aug(img, np.float32(user), np.random.default_rng(i))
+        seen = _arrow_direction(out)
+        if seen is None:  # the tip left the frame
+            continue
+        want = (90.0 - float(label)) % 360
+        errors.append(abs((want - seen + 180) % 360 - 180))
+    assert len(errors) > 60
+    assert np.mean(errors) < 1.5 and np.max(errors) < 4.0, (np.mean(errors), np.max(errors))

@@ -80,9 +80,12 @@ class Augmenter:
         self.rotate = geometric and pol.rotate
         self.flip_perm = np.asarray(pol.flip_permutation or range(max(spec.num_keypoints, 1)))
         self._warp = _warp_compose(self.cfg) if geometric and pol.warp else None
+        # A mirrored border would make albumentations add mirrored copies of every
+        # keypoint: targets that move with the image get a constant border instead.
+        border = cv2.BORDER_REFLECT_101 if self.kind == "fixed" else cv2.BORDER_CONSTANT
         self._free_rotate = (
             A.Compose(
-                [A.Rotate(limit=180, border_mode=cv2.BORDER_REFLECT_101, p=1.0)],
+                [A.Rotate(limit=180, border_mode=border, fill=0, p=1.0)],
                 keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
                 seed=0,
             )
