@@ -15,7 +15,6 @@ and ``edge_runtime/`` all import it, and ``edge_runtime`` imports nothing from t
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 from . import tasks
 from .errors import SpecError
 from .tasks import DeviceTask
+from .tasks.base import check_pair
 
 SPEC_VERSION = 1
 COLOR_ORDERS = ("RGB", "BGR")
@@ -125,7 +125,7 @@ class ModelSpec:
                 raise SpecError(f"{name}: must be an integer from 8 to 4096, got {v!r}")
         if self.color_order not in COLOR_ORDERS:
             raise SpecError(f"color_order: {self.color_order!r} is not one of RGB, BGR")
-        lo, hi = _pair(self.input_range, "input_range")
+        lo, hi = check_pair(self.input_range, "input_range")
         if not hi > lo:
             raise SpecError(f"input_range: high must be above low, got {self.input_range!r}")
         if self.resize not in RESIZE_MODES:
@@ -268,17 +268,6 @@ def parse_flip_pairs(text: str | None) -> tuple[tuple[int, int], ...]:
 
 
 # --------------------------------------------------------------------------- helpers
-def _pair(v: Any, name: str) -> tuple[float, float]:
-    try:
-        a, b = v
-        a, b = float(a), float(b)
-    except (TypeError, ValueError, OverflowError):
-        raise SpecError(f"{name}: must be two numbers [low, high], got {v!r}") from None
-    if not (math.isfinite(a) and math.isfinite(b)):
-        raise SpecError(f"{name}: must be finite, got {v!r}")
-    return a, b
-
-
 def _seq(v: Any, name: str) -> list[Any]:
     if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
         raise SpecError(f"{name}: must be a list, got {type(v).__name__}")

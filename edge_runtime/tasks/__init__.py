@@ -27,7 +27,7 @@ import pkgutil
 from collections.abc import Iterator
 
 from ..errors import SpecError
-from .base import DeviceTask, FrameGeometry
+from .base import DeviceTask, FrameGeometry, import_task_modules
 
 __all__ = ["DeviceTask", "FrameGeometry", "get", "names", "register", "unregister", "tasks"]
 
@@ -86,9 +86,7 @@ def load_all() -> None:
         return
     _loading = True
     try:
-        for info in pkgutil.iter_modules(__path__):
-            if not info.name.startswith("_") and info.name != "base":
-                importlib.import_module(f"{__name__}.{info.name}")
+        import_task_modules(__name__, __path__)
         load_plugins()
         _loaded = True
     finally:

@@ -127,6 +127,16 @@ class DeviceTask:
 
 
 # --------------------------------------------------------------------------- shared helpers
+def import_task_modules(package: str, path: Sequence[str]) -> None:
+    """Import every public module of a task package: each registers its task kind."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(path):
+        if not info.name.startswith("_") and info.name != "base":
+            importlib.import_module(f"{package}.{info.name}")
+
+
 def invariance_transforms(spec: ModelSpec, free_rotation: bool = True) -> list[str]:
     """identity, plus ``hflip``/``vflip`` and ``rot90/180/270`` (square inputs only) per the
     spec's invariances, and ``rot+15``/``rot-15`` for ``rotate`` when ``free_rotation``."""

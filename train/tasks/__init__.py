@@ -18,6 +18,7 @@ from typing import Any
 
 from edge_runtime import tasks as device_tasks
 from edge_runtime.errors import DataError
+from edge_runtime.tasks.base import import_task_modules
 
 from .base import (
     AugmentPolicy,
@@ -138,9 +139,7 @@ def load_all() -> None:
     _loading = True
     try:
         device_tasks.load_all()  # plugins register both halves
-        for info in pkgutil.iter_modules(__path__):
-            if not info.name.startswith("_") and info.name != "base":
-                importlib.import_module(f"{__name__}.{info.name}")
+        import_task_modules(__name__, __path__)
         _loaded = True
     finally:
         _loading = False

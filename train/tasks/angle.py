@@ -38,12 +38,12 @@ from ._common import COMMON_CHECKLIST, PRED_COLOR, TRUE_COLOR, UNITS, as_values,
 from .base import (
     AugmentPolicy,
     BaselineRule,
-    HeaderProblem,
     ImportRule,
     LabelColumns,
     SampleSet,
     TaskOption,
     TrainTask,
+    one_column,
     parse_number,
 )
 
@@ -136,15 +136,7 @@ class AngleTrainTask(TrainTask):
 
     # ----------------------------------------------------------------- labels
     def label_columns(self, header: list[str], opts: Mapping[str, Any]) -> LabelColumns:
-        lc = [h.lower() for h in header]
-        if "angle" not in lc:
-            raise HeaderProblem(
-                f"missing header column(s) angle (header is '{','.join(header)}'; an angle "
-                "CSV needs image,angle in degrees)",
-                "angle",
-            )
-        i = lc.index("angle")
-        return LabelColumns([i], [header[i]], header[i])
+        return one_column(header, "angle", "an angle", " in degrees")
 
     def make_target(self, raw, width, height, cols, opts, vocabulary):
         return np.asarray(float(raw[0]) % 360.0, dtype=np.float32), []

@@ -408,6 +408,20 @@ def _parse_numbers(cells: list[str], cols: LabelColumns) -> tuple[list[float | N
     return vals, problems
 
 
+def one_column(header: list[str], name: str, task: str, note: str = "") -> LabelColumns:
+    """The task's single label column ``name`` (case-insensitive), or HeaderProblem."""
+    lc = [h.lower() for h in header]
+    want = name.lower()
+    if want not in lc:
+        raise HeaderProblem(
+            f"missing header column(s) {want} (header is '{','.join(header)}'; a {task} CSV "
+            f"needs image,{want}{note})",
+            want,
+        )
+    i = lc.index(want)
+    return LabelColumns([i], [header[i]], header[i])
+
+
 def parse_number(text: Any, what: str) -> float:
     """A finite number from an option, or DataError naming ``what``."""
     import math

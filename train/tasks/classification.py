@@ -23,13 +23,13 @@ from ._common import COMMON_CHECKLIST, PRED_COLOR, TRUE_COLOR
 from .base import (
     AugmentPolicy,
     BaselineRule,
-    HeaderProblem,
     ImportRule,
     LabelColumns,
     Params,
     RowProblems,
     SampleSet,
     TrainTask,
+    one_column,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,14 +69,7 @@ class ClassTrainTask(TrainTask):
 
     # ----------------------------------------------------------------- labels
     def label_columns(self, header: list[str], opts: Mapping[str, Any]) -> LabelColumns:
-        lc = [h.lower() for h in header]
-        if "label" not in lc:
-            raise HeaderProblem(
-                f"missing header column(s) label (header is '{','.join(header)}'; a class "
-                "CSV needs image,label)",
-                "label",
-            )
-        return LabelColumns([lc.index("label")], ["label"], "label")
+        return one_column(header, "label", "class")
 
     def parse_cells(self, cells: list[str], cols: LabelColumns) -> tuple[Any, RowProblems]:
         if not cells[0]:

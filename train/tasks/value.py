@@ -35,13 +35,13 @@ from ._common import (
 )
 from .base import (
     AugmentPolicy,
-    HeaderProblem,
     ImportRule,
     LabelColumns,
     Params,
     SampleSet,
     TaskOption,
     TrainTask,
+    one_column,
     parse_number,
 )
 
@@ -101,16 +101,7 @@ class ValueTrainTask(TrainTask):
 
     # ----------------------------------------------------------------- labels
     def label_columns(self, header: list[str], opts: Mapping[str, Any]) -> LabelColumns:
-        lc = [h.lower() for h in header]
-        want = (opts.get("target") or "value").lower()
-        if want not in lc:
-            raise HeaderProblem(
-                f"missing header column(s) {want} (header is '{','.join(header)}'; a value "
-                f"CSV needs image,{want})",
-                want,
-            )
-        i = lc.index(want)
-        return LabelColumns([i], [header[i]], header[i])
+        return one_column(header, opts.get("target") or "value", self.name)
 
     def label_options_from_spec(self, spec: ModelSpec, data_dir: Any) -> dict[str, Any]:
         """The spec's target column, when labels.csv has a column of that name."""
