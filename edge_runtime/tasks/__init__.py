@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import pkgutil
 from collections.abc import Iterator
 
 from ..errors import SpecError

@@ -11,8 +11,6 @@ Nothing here imports TensorFlow: the CLI builds its options from this registry.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Iterator, Mapping
 from typing import Any
 
