@@ -9,8 +9,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -62,6 +64,11 @@ CLASHES = {
     "video into the image folder": ("imgs", ["--video", "imgs/ann.avi"], "--video"),
     "csv beside a glob's images": ("imgs/*.png", ["--csv", "imgs/out.csv"], "--csv"),
     "json over the spec file": ("in.avi", ["--spec", "spec.json", "--json", "spec.json"], "--json"),
+    "spool folder holding the input": (
+        "imgs/*.png",
+        ["--mqtt", "mqtt://127.0.0.1:1/t", "--mqtt-spool", "."],
+        "--mqtt-spool",
+    ),
 }
 
 
@@ -100,6 +107,79 @@ def test_tta_without_test_time_transforms_is_refused(assets, tmp_path):
                 cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert len(json_lines(r.stdout)) == 12
+
+
+# --------------------------------------------------------------------------- signals
+def _silent_broker():
+    from broker import SilentServer
+
+    return SilentServer()
+
+
+@pytest.mark.parametrize(
+    "first, spool", [(signal.SIGTERM, True), (signal.SIGINT, False)], ids=["term-int", "int-int"]
+)
+def test_a_second_signal_while_stopping_abandons_cleanly_and_says_what_was_lost(
+    assets, tmp_path, first, spool
+):
+    """SIGTERM or Ctrl-C starts a clean stop, which waits (up to 60 s) for a broker that
+    never answers; Ctrl-C then stops the waiting: every output is finished or abandoned,
+    stderr says what was kept and what was lost, and no hidden temp file is left."""
+    pytest.importorskip("paho.mqtt.client")
+    d, model, video = assets
+    server = _silent_broker()
+    args = ["--mqtt", f"mqtt://127.0.0.1:{server.port}/t", "--mqtt-drain", 60]
+    if spool:
+        args += ["--mqtt-spool", tmp_path / "spool", "--mqtt-queue", 50]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgereg", "run", str(model), "--source", str(video), "--loop"]
+        + ["--json", "o.jsonl", "--video", "ann.avi", "--no-status", *map(str, args)],
+        cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    err = ""
+    try:
+        _wait_for_lines(tmp_path / "o.jsonl", 50)
+        proc.send_signal(first)
+        err = _read_until(proc, "queued results")  # the drain has started: it would wait
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=30)  # far less than the 60 s drain
+        err += rest
+    finally:
+        server.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "SIGINT a second time: not waiting any more" in err
+    n = len(json_lines((tmp_path / "o.jsonl").read_text()))
+    assert f"json o.jsonl: {n} lines (complete)" in err
+    assert f"video ann.avi: {n} frames (complete)" in err
+    assert len(_decode(tmp_path / "ann.avi")) == n
+    if spool:
+        assert "50 not delivered: kept in" in err
+        assert len(list((tmp_path / "spool").glob("*.json"))) == 50
+    else:
+        assert "not delivered: lost (no --mqtt-spool)" in err
+    assert [p.name for p in tmp_path.rglob(".*") if p.name != ".edgereg-mqtt-spool"] == []
+
+
+def _wait_for_lines(path: Path, n: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= n:
+            return
+        time.sleep(0.05)
+    pytest.fail("edgereg run wrote no results")
+
+
+def _read_until(proc: subprocess.Popen, text: str, timeout: float = 30) -> str:
+    got = ""
+    deadline = time.monotonic() + timeout
+    while text not in got:
+        line = proc.stderr.readline()
+        if not line or time.monotonic() > deadline:
+            pytest.fail(f"never saw {text!r} on stderr:\n{got[-2000:]}")
+        got += line
+    return got
 
 
 def _decode(path: Path) -> list[np.ndarray]:

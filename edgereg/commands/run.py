@@ -85,6 +85,65 @@ from edge_runtime.smoothing import SMOOTHERS
 )
 @click.option("--loop", is_flag=True, help="Restart a video file at its end (soak tests).")
 @click.option("--status/--no-status", default=True, help="Live status line on stderr.")
+@click.option(
+    "--mqtt",
+    "mqtt_url",
+    metavar="URL",
+    help="Publish every result to an MQTT broker: mqtt://HOST[:PORT]/TOPIC or mqtts://... "
+    "(TLS). Results go to TOPIC/DEVICE_ID, 'online'/'offline' (retained, last will) to "
+    "TOPIC/DEVICE_ID/status. Needs pip install 'edgereg[mqtt]'. Never put a password here: "
+    "use --mqtt-auth or EDGEREG_MQTT_USERNAME/EDGEREG_MQTT_PASSWORD.",
+)
+@click.option(
+    "--mqtt-qos",
+    type=click.IntRange(0, 2),
+    default=1,
+    show_default=True,
+    help="MQTT quality of service: 1 = at least once (a result may come twice after a lost "
+    "connection), 0 = at most once.",
+)
+@click.option(
+    "--device-id",
+    metavar="ID",
+    help="This device's name in MQTT topics and payloads (default: the host name).",
+)
+@click.option(
+    "--mqtt-auth",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="INI ([mqtt] section) or JSON file with username, password, ca, cert, key "
+    "(TLS file paths relative to FILE). Keep it chmod 600.",
+)
+@click.option(
+    "--mqtt-queue",
+    type=click.IntRange(1, 10_000_000),
+    default=10_000,
+    show_default=True,
+    metavar="N",
+    help="Results kept while the broker is away; past this the oldest are dropped (counted).",
+)
+@click.option(
+    "--mqtt-spool",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Keep the MQTT queue on disk in DIR (one small file per result, written "
+    "atomically): results not yet delivered survive a restart of edgereg run.",
+)
+@click.option(
+    "--mqtt-drain",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="S",
+    help="At the end, wait up to S seconds for queued results to be delivered.",
+)
+@click.option(
+    "--serve",
+    metavar="[HOST:]PORT",
+    help="Live view over HTTP: the annotated frames (MJPEG) and the latest result on a "
+    "small page, and /latest.json. Bound to 127.0.0.1 unless HOST is given (0.0.0.0 for "
+    "every interface: anyone on the network can then watch; there is no password).",
+)
 def cli(
     model: Path,
     source: str,
@@ -108,6 +167,14 @@ def cli(
     reconnect: bool,
     loop: bool,
     status: bool,
+    mqtt_url: str | None,
+    mqtt_qos: int,
+    device_id: str | None,
+    mqtt_auth: Path | None,
+    mqtt_queue: int,
+    mqtt_spool: Path | None,
+    mqtt_drain: float,
+    serve: str | None,
 ) -> int:
     """Run MODEL (.tflite) on frames from --source and stream the results.
 
@@ -117,12 +184,13 @@ def cli(
       edgereg run model.tflite --source picam:0 --json out.jsonl --preview
       edgereg run model.tflite --source clip.mp4 --csv out.csv --video annotated.avi
       edgereg run model.tflite --source 'frames/*.jpg' --json -
+      edgereg run model.tflite --source 0 --mqtt mqtt://broker.local/edgereg --serve 8080
 
     JSON lines go to stdout (or --json FILE): {"frame", "t", "latency_ms", "file",
     "result"}; the status line and messages go to stderr. No output may be written over
     an input or another output (exit 13, nothing written). Ctrl-C or SIGTERM stops
-    cleanly and finishes the outputs; a second one stops waiting and says what was kept
-    and what was lost.
+    cleanly and finishes the outputs; a second one stops waiting (e.g. for the broker)
+    and says what was kept and what was lost.
     """
     from edge_runtime.pipeline import run_pipeline
     from edge_runtime.predictor import Predictor, PredictorOptions
@@ -130,9 +198,9 @@ def cli(
     from edge_runtime.sources import open_source
 
     roi_t = parse_roi(roi) if roi else None
-    if not (json_out or csv_out or video_out or preview):
+    if not (json_out or csv_out or video_out or preview or mqtt_url or serve):
         json_out = "-"
-    _check_outputs(model, spec_path, source, json_out, csv_out, video_out)
+    _check_outputs(model, spec_path, mqtt_auth, source, json_out, csv_out, video_out, mqtt_spool)
     predictor = Predictor.create_from_options(
         PredictorOptions(
             model_path=model,
@@ -160,7 +228,20 @@ def cli(
             loop=loop,
         )
         try:
-            sinks = _build_sinks(predictor, src, json_out, csv_out, video_out, preview)
+            mqtt = None
+            if mqtt_url:
+                from edge_runtime.mqtt import MqttOptions
+
+                mqtt = MqttOptions(
+                    url=mqtt_url,
+                    qos=mqtt_qos,
+                    device_id=device_id,
+                    auth_file=mqtt_auth,
+                    queue=mqtt_queue,
+                    spool=mqtt_spool,
+                    drain_s=mqtt_drain,
+                )
+            sinks = _build_sinks(predictor, src, json_out, csv_out, video_out, preview, mqtt, serve)
         except BaseException:
             src.close()
             raise
@@ -171,10 +252,12 @@ def cli(
 def _check_outputs(
     model: Path,
     spec_path: Path | None,
+    auth: Path | None,
     source: str,
     json_out: str | None,
     csv_out: str | None,
     video_out: str | None,
+    spool: Path | None,
 ) -> None:
     """Refuse (exit 13) any output that is an input or another output, before anything
     is opened for writing."""
@@ -183,9 +266,11 @@ def _check_outputs(
 
     files, folders = source_paths(source)
     check_outputs(
-        [("MODEL", model), ("--spec", spec_path)] + [("--source", f) for f in files],
+        [("MODEL", model), ("--spec", spec_path), ("--mqtt-auth", auth)]
+        + [("--source", f) for f in files],
         [("--json", json_out), ("--csv", csv_out), ("--video", video_out)],
         input_folders=[("--source", d) for d in folders],
+        output_folders=[("--mqtt-spool", spool)],
     )
 
 
@@ -209,6 +294,8 @@ def _build_sinks(
     csv_out: str | None,
     video_out: str | None,
     preview: bool,
+    mqtt: Any,
+    serve: str | None,
 ) -> list[Any]:
     """Open every output, those that can fail without truncating a file first; if one
     fails, those already open are abandoned (an earlier video is kept)."""
@@ -216,6 +303,15 @@ def _build_sinks(
 
     built: dict[str, Any] = {}
     try:
+        if mqtt is not None:
+            from edge_runtime.mqtt import MqttSink
+
+            built["mqtt"] = MqttSink(mqtt)
+        if serve:
+            from edge_runtime.liveview import LiveViewSink
+
+            title = f"edgereg run {predictor.model_path.name}"
+            built["serve"] = LiveViewSink(serve, predictor.spec, title=title)
         if video_out:
             built["video"] = VideoSink(video_out, fps=src.fps)
         if csv_out:
@@ -228,5 +324,6 @@ def _build_sinks(
         for sink in built.values():
             sink.abort()
         raise
-    order = ("json", "csv", "video", "preview")
+    # finished in this order: files first, the network last (its drain may wait)
+    order = ("json", "csv", "video", "preview", "serve", "mqtt")
     return [built[k] for k in order if k in built]
