@@ -235,8 +235,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(head.encode() + jpeg + b"\r\n--" + _BOUNDARY + b"\r\n")
                 self.wfile.flush()
                 sink.frames_sent += 1
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            pass  # the viewer went away
+        except OSError:
+            pass  # the viewer went away (broken pipe, reset, timeout)
         finally:
             sink.viewer(-1)
 

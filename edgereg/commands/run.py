@@ -44,7 +44,11 @@ from edge_runtime.smoothing import SMOOTHERS
 @click.option("--preview", is_flag=True, help="Show a window when a display exists.")
 @click.option("--roi", metavar="x,y,w,h", help="Run the model on this part of each frame.")
 @click.option("--smooth", type=click.Choice(SMOOTHERS), help="Smooth outputs across frames.")
-@click.option("--tta", is_flag=True, help="Average over the spec's invariances (slower).")
+@click.option(
+    "--tta",
+    is_flag=True,
+    help="Average over the spec's invariances (slower); refused when it declares none.",
+)
 @click.option("--threads", type=click.IntRange(1, 64), help="Interpreter threads (default: all).")
 @click.option(
     "--backend",
