@@ -80,8 +80,16 @@ def parse_synthetic(source: str) -> tuple[int, int] | None:
     return w, h
 
 
-def _frame_reader(source: str) -> tuple[Iterator[np.ndarray], Any]:
-    """(an endless iterator of BGR frames, a closer)."""
+def _frame_reader(
+    source: str,
+    width: int | None = None,
+    height: int | None = None,
+    fps: float | None = None,
+) -> tuple[Iterator[np.ndarray], Any]:
+    """(an endless iterator of BGR frames, a closer) from ``synthetic[:WxH]`` or anything
+    ``edgereg run --source`` takes: a video file is decoded frame by frame and looped, an
+    image folder or glob is read (and decoded) again from the start when it ends, a camera
+    or stream gives its newest frame (so a model faster than the camera waits for it)."""
     size = parse_synthetic(source)
     if size is not None:
         frames = synthetic_frames(*size)
@@ -93,18 +101,31 @@ def _frame_reader(source: str) -> tuple[Iterator[np.ndarray], Any]:
                 i += 1
 
         return gen(), None
-    from .sources import VideoFileSource
+    from .sources import open_source, parse_source
 
-    src = VideoFileSource(source, loop=True)
+    kind, _ = parse_source(source)
 
-    def vid() -> Iterator[np.ndarray]:
+    def open_() -> Any:
+        return open_source(source, loop=True, width=width, height=height, fps=fps)
+
+    holder = [open_()]
+
+    def read() -> Iterator[np.ndarray]:
         while True:
-            fr = src.read()
+            fr = holder[0].read()
+            if fr is None and kind == "images":  # start the folder again
+                holder[0].close()
+                holder[0] = open_()
+                fr = holder[0].read()
             if fr is None:
-                raise SourceError(f"{source}: the video gave no frames")
+                raise SourceError(f"{source}: the source gave no more frames")
             yield fr.image
 
-    return vid(), src
+    class _Closer:
+        def close(self) -> None:
+            holder[0].close()
+
+    return read(), _Closer()
 
 
 def measure_startup(
@@ -155,13 +176,17 @@ def run_bench(
     backend: str = "auto",
     warmup: int = 10,
     startup: bool = True,
+    camera_size: tuple[int | None, int | None, float | None] = (None, None, None),
     **predictor_kw: Any,
 ) -> dict[str, Any]:
-    """Benchmark ``model_path``; returns a JSON-safe dict (see the module docstring)."""
+    """Benchmark ``model_path``; returns a JSON-safe dict (see the module docstring).
+
+    ``source``: ``synthetic[:WxH]`` or anything ``edgereg run --source`` takes;
+    ``camera_size``: (width, height, fps) asked of a camera."""
     opts = PredictorOptions(
         model_path=model_path, num_threads=num_threads, backend=backend, **predictor_kw
     )
-    reader, closer = _frame_reader(source)
+    reader, closer = _frame_reader(source, *camera_size)
     try:
         with Predictor.create_from_options(opts) as p:
             it = p.interpreter

@@ -80,6 +80,13 @@ class ClashError(EdgeregError, ValueError):
     exit_code = 13
 
 
+class NetworkError(EdgeregError, RuntimeError):
+    """A network output cannot work: its client package is missing, the broker refused the
+    credentials, a certificate does not verify, or the live-view port is taken."""
+
+    exit_code = 14
+
+
 EXIT_CODES = {
     cls.__name__: cls.exit_code
     for cls in (
@@ -95,5 +102,6 @@ EXIT_CODES = {
         SourceError,
         TrainingError,
         ClashError,
+        NetworkError,
     )
 }

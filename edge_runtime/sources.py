@@ -56,6 +56,7 @@ __all__ = [
     "LiveSource",
     "open_source",
     "parse_source",
+    "source_paths",
 ]
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
@@ -680,6 +681,28 @@ def parse_source(spec: str) -> tuple[str, Any]:
         f"{s}: no such file, folder or camera (give a camera index like 0, a device like "
         "/dev/video0, a video file, an image folder or glob, a URL, or picam:0)"
     )
+
+
+def source_paths(spec: str) -> tuple[list[Path], list[Path]]:
+    """The files and folders a ``--source`` reads, for the rule that no output may be
+    written over an input (:func:`edge_runtime.outputs.check_outputs`).
+
+    A video or image file: ``([file], [])``; a folder: ``([], [folder])``; a glob: the
+    matched files and the folders they are in; cameras, streams and pipelines: nothing.
+    """
+    kind, target = parse_source(spec)
+    if kind == "file":
+        return [Path(target)], []
+    if kind != "images":
+        return [], []
+    s = str(spec).strip()
+    s = s[len("file://") :] if s.startswith("file://") else s
+    if Path(s).is_dir():
+        return [], [Path(s)]
+    files = [Path(f) for f in target]
+    if len(files) == 1 and Path(s).is_file():
+        return files, []
+    return files, sorted({f.parent for f in files})
 
 
 def open_source(

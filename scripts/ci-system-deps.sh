@@ -4,6 +4,12 @@
 #
 #   qemu-user-static  runs aarch64 programs on an x86-64 host: tests/test_aarch64.py runs
 #                     the device runtime in an arm64 Debian root under qemu-aarch64-static.
+#   mosquitto, mosquitto-clients
+#                     a real MQTT broker (and mosquitto_passwd) for tests/test_mqtt.py; the
+#                     tests start their own broker on 127.0.0.1 with their own config, the
+#                     service itself is not used (no init system needed).
+#   openssl           a throwaway CA and server certificate for the mqtts:// test.
+#   chromium          a real headless browser for the live view (tests/test_liveview.py).
 #
 # Installed without recommends, so binfmt-support is not pulled in and nothing is
 # registered with the host kernel: the test calls qemu-aarch64-static explicitly.
@@ -11,7 +17,7 @@
 # state under .cache/aarch64/ (no `dpkg --add-architecture`, the host's dpkg is untouched).
 set -euo pipefail
 
-pkgs=(qemu-user-static)
+pkgs=(qemu-user-static mosquitto mosquitto-clients openssl chromium)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -116,3 +116,44 @@ def test_bench_synthetic_frame_size_and_a_bad_one(tmp_path, run_cli):
     r = run_cli("bench", model, "--frames", "5", "--source", "synthetic:big")
     assert r.returncode == 11 and "synthetic:WIDTHxHEIGHT" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_bench_takes_every_source_run_takes(tmp_path, run_cli):
+    """Image folder, glob and a real HTTP stream, like `edgereg run --source`; a missing
+    camera is exit 11; --json over an input is refused (exit 13) before anything runs."""
+    import functools
+    import http.server
+    import threading
+
+    model = make_tflite(tmp_path, "point", "fp32", "float")
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(imgs / f"im{i}.png"), np.full((48, 64, 3), 60 * i, np.uint8))
+    clip = tmp_path / "www" / "clip.avi"
+    clip.parent.mkdir()
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
+    for i in range(60):
+        w.write(np.full((48, 64, 3), 4 * i, np.uint8))
+    w.release()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=clip.parent)
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/clip.avi"
+    try:
+        for source in (str(imgs), str(imgs / "im*.png"), url):
+            out = tmp_path / "b.json"
+            r = run_cli("bench", model, "--frames", "8", "--warmup", "1", "--source", source,
+                        "--no-startup", "--json", out)  # fmt: skip
+            assert r.returncode == 0, (source, r.stderr[-2000:])
+            d = json.loads(out.read_text())
+            assert d["source"] == source and d["frames"] == 8 and d["read_frame_ms"]["p50"] > 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    r = run_cli("bench", model, "--frames", "2", "--source", "57", "--no-startup")
+    assert r.returncode == 11 and "camera 57" in r.stderr and "Traceback" not in r.stderr
+    before = clip.read_bytes()
+    r = run_cli("bench", model, "--frames", "2", "--source", clip, "--json", clip)
+    assert r.returncode == 13 and "--json" in r.stderr and clip.read_bytes() == before

@@ -105,7 +105,7 @@ def test_video_sink_is_renamed_only_when_closed(tmp_path):
     out.write_bytes(b"earlier video")
     sink = VideoSink(out, fps=10)
     for i in range(5):
-        sink.write(np.full((48, 64, 3), 40 * i, np.uint8))
+        sink.write_image(np.full((48, 64, 3), 40 * i, np.uint8))
     # while writing: the earlier file is untouched, the new one lives under a hidden name
     assert out.read_bytes() == b"earlier video"
     assert sink.tmp.name.startswith(".ann.") and sink.tmp.exists()
@@ -122,7 +122,7 @@ def test_video_sink_abort_keeps_earlier_file(tmp_path):
     out = tmp_path / "ann.mp4"
     out.write_bytes(b"earlier video")
     sink = VideoSink(out, fps=10)
-    sink.write(np.zeros((48, 64, 3), np.uint8))
+    sink.write_image(np.zeros((48, 64, 3), np.uint8))
     sink.abort()
     assert out.read_bytes() == b"earlier video"
     assert [p.name for p in tmp_path.iterdir()] == ["ann.mp4"]

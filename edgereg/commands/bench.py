@@ -21,10 +21,15 @@ from edge_runtime.interpreter import BACKENDS
     "--source",
     default="synthetic",
     show_default=True,
-    help="A video file (decoded every frame), 'synthetic' (in-memory 640x480 BGR frames) "
-    "or synthetic:WxH (e.g. synthetic:320x240: the size `run --width/--height` asks a "
-    "camera for; a smaller capture makes the resize cheaper).",
+    help="Anything `edgereg run --source` takes, to time your own camera: a camera index "
+    "(0) or /dev/videoN, a video file (decoded every frame, looped), an image folder or "
+    "glob (read again from the start), an rtsp:// or http:// URL, a GStreamer pipeline, "
+    "picam:0. Or 'synthetic' (in-memory 640x480 BGR frames) or synthetic:WxH (e.g. "
+    "synthetic:320x240: the size `run --width/--height` asks a camera for).",
 )
+@click.option("--width", type=click.IntRange(1), help="Ask the camera for this width.")
+@click.option("--height", type=click.IntRange(1), help="Ask the camera for this height.")
+@click.option("--fps", type=click.FloatRange(min=0.1), help="Ask the camera for this rate.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write JSON here.")
 @click.option(
     "--backend",
@@ -49,6 +54,9 @@ def cli(
     frames: int,
     threads: int | None,
     source: str,
+    width: int | None,
+    height: int | None,
+    fps: float | None,
     json_out: str | None,
     backend: str,
     device: str,
@@ -58,9 +66,19 @@ def cli(
 ) -> None:
     """Measure MODEL: bare invoke() vs full per-frame latency (p50/p95/p99), fps, peak RSS,
     import + model load time and model size. No TensorFlow is imported (unless
-    --backend tensorflow)."""
+    --backend tensorflow). With a camera or stream, a frame's time includes waiting for
+    its next frame: what your camera and model give together."""
     from edge_runtime.atomic import atomic_write_json
-    from edge_runtime.bench import format_table, run_bench
+    from edge_runtime.bench import format_table, parse_synthetic, run_bench
+    from edge_runtime.outputs import check_outputs
+    from edge_runtime.sources import source_paths
+
+    files, folders = ([], []) if parse_synthetic(source) else source_paths(source)
+    check_outputs(
+        [("MODEL", model), ("--spec", spec_path)] + [("--source", f) for f in files],
+        [("--json", json_out)],
+        input_folders=[("--source", d) for d in folders],
+    )
 
     result = run_bench(
         model,
@@ -70,6 +88,7 @@ def cli(
         backend=backend,
         warmup=warmup,
         startup=not no_startup,
+        camera_size=(width, height, fps),
         device=device,
         spec=spec_path,
     )

@@ -6,10 +6,6 @@ nothing imports TensorFlow unless ``--backend tensorflow`` is asked for.
 
 from __future__ import annotations
 
-import signal
-import sys
-import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -17,102 +13,6 @@ import click
 
 from edge_runtime.interpreter import BACKENDS
 from edge_runtime.smoothing import SMOOTHERS
-
-
-class StatusLine:
-    """A live status line on stderr (never stdout, which may carry JSON lines).
-
-    On a terminal it is redrawn in place twice a second; otherwise (a log file, a pipe)
-    one line is printed every ``log_every`` seconds. Memory stays bounded on long runs:
-    percentiles are over the last 1000 frames.
-    """
-
-    def __init__(self, enabled: bool = True, log_every: float = 5.0) -> None:
-        self.enabled = enabled
-        self.tty = sys.stderr.isatty()
-        self.every = 0.5 if self.tty else log_every
-        self.start = time.monotonic()
-        self.last_print = self.start
-        self.recent: deque[float] = deque(maxlen=1000)
-        self.times: deque[float] = deque(maxlen=60)
-        self.frames = 0
-        self.lat_sum = 0.0
-        self.lat_max = 0.0
-
-    def update(self, latency_ms: float, source: Any) -> None:
-        now = time.monotonic()
-        self.frames += 1
-        self.recent.append(latency_ms)
-        self.times.append(now)
-        self.lat_sum += latency_ms
-        self.lat_max = max(self.lat_max, latency_ms)
-        if self.enabled and now - self.last_print >= self.every:
-            self.last_print = now
-            line = self.line(source)
-            if self.tty:
-                sys.stderr.write("\r" + line.ljust(100)[:100])
-            else:
-                sys.stderr.write(line + "\n")
-            sys.stderr.flush()
-
-    def fps(self) -> float:
-        if len(self.times) < 2:
-            return 0.0
-        span = self.times[-1] - self.times[0]
-        return (len(self.times) - 1) / span if span > 0 else 0.0
-
-    def line(self, source: Any) -> str:
-        import numpy as np
-
-        lat = np.asarray(self.recent) if self.recent else np.zeros(1)
-        st = source.stats
-        return (
-            f"[run] {self.frames} frames  {self.fps():.1f} fps  latency p50 "
-            f"{np.percentile(lat, 50):.1f} ms p95 {np.percentile(lat, 95):.1f} ms  "
-            f"dropped {st.dropped}  reconnects {st.reconnects}"
-        )
-
-    def summary(self, source: Any, why: str) -> str:
-        import numpy as np
-
-        elapsed = time.monotonic() - self.start
-        lat = np.asarray(self.recent) if self.recent else np.zeros(1)
-        st = source.stats if source is not None else None
-        parts = [
-            f"[run] {why}: {self.frames} frames in {elapsed:.1f} s "
-            f"({self.frames / elapsed if elapsed > 0 else 0:.1f} fps)",
-            f"latency mean {self.lat_sum / max(self.frames, 1):.1f} ms "
-            f"p95 {np.percentile(lat, 95):.1f} ms max {self.lat_max:.1f} ms",
-        ]
-        if st is not None:
-            parts.append(
-                f"dropped {st.dropped}, skipped {st.skipped}, reconnects {st.reconnects}, "
-                f"stalls {st.stalls}"
-            )
-        return "; ".join(parts)
-
-    def clear(self) -> None:
-        if self.enabled and self.tty:
-            sys.stderr.write("\r" + " " * 100 + "\r")
-            sys.stderr.flush()
-
-
-class _Stop(Exception):
-    """SIGTERM (e.g. ``docker stop``): finish the outputs and stop like Ctrl-C."""
-
-
-class _Term:
-    """SIGTERM handler: while a frame is being processed, let it finish (so its JSON line
-    and its video frame are both written), then stop; while waiting for a frame, stop now."""
-
-    def __init__(self) -> None:
-        self.busy = False
-        self.requested = False
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        if not self.busy:
-            raise _Stop()
 
 
 @click.command(name="run", context_settings={"help_option_names": ["-h", "--help"]})
@@ -144,7 +44,11 @@ class _Term:
 @click.option("--preview", is_flag=True, help="Show a window when a display exists.")
 @click.option("--roi", metavar="x,y,w,h", help="Run the model on this part of each frame.")
 @click.option("--smooth", type=click.Choice(SMOOTHERS), help="Smooth outputs across frames.")
-@click.option("--tta", is_flag=True, help="Average over the spec's invariances (slower).")
+@click.option(
+    "--tta",
+    is_flag=True,
+    help="Average over the spec's invariances (slower); refused when it declares none.",
+)
 @click.option("--threads", type=click.IntRange(1, 64), help="Interpreter threads (default: all).")
 @click.option(
     "--backend",
@@ -185,6 +89,65 @@ class _Term:
 )
 @click.option("--loop", is_flag=True, help="Restart a video file at its end (soak tests).")
 @click.option("--status/--no-status", default=True, help="Live status line on stderr.")
+@click.option(
+    "--mqtt",
+    "mqtt_url",
+    metavar="URL",
+    help="Publish every result to an MQTT broker: mqtt://HOST[:PORT]/TOPIC or mqtts://... "
+    "(TLS). Results go to TOPIC/DEVICE_ID, 'online'/'offline' (retained, last will) to "
+    "TOPIC/DEVICE_ID/status. Needs pip install 'edgereg[mqtt]'. Never put a password here: "
+    "use --mqtt-auth or EDGEREG_MQTT_USERNAME/EDGEREG_MQTT_PASSWORD.",
+)
+@click.option(
+    "--mqtt-qos",
+    type=click.IntRange(0, 2),
+    default=1,
+    show_default=True,
+    help="MQTT quality of service: 1 = at least once (a result may come twice after a lost "
+    "connection), 0 = at most once.",
+)
+@click.option(
+    "--device-id",
+    metavar="ID",
+    help="This device's name in MQTT topics and payloads (default: the host name).",
+)
+@click.option(
+    "--mqtt-auth",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="INI ([mqtt] section) or JSON file with username, password, ca, cert, key "
+    "(TLS file paths relative to FILE). Keep it chmod 600.",
+)
+@click.option(
+    "--mqtt-queue",
+    type=click.IntRange(1, 10_000_000),
+    default=10_000,
+    show_default=True,
+    metavar="N",
+    help="Results kept while the broker is away; past this the oldest are dropped (counted).",
+)
+@click.option(
+    "--mqtt-spool",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Keep the MQTT queue on disk in DIR (one small file per result, written "
+    "atomically): results not yet delivered survive a restart of edgereg run.",
+)
+@click.option(
+    "--mqtt-drain",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="S",
+    help="At the end, wait up to S seconds for queued results to be delivered.",
+)
+@click.option(
+    "--serve",
+    metavar="[HOST:]PORT",
+    help="Live view over HTTP: the annotated frames (MJPEG) and the latest result on a "
+    "small page, and /latest.json. Bound to 127.0.0.1 unless HOST is given (0.0.0.0 for "
+    "every interface: anyone on the network can then watch; there is no password).",
+)
 def cli(
     model: Path,
     source: str,
@@ -208,6 +171,14 @@ def cli(
     reconnect: bool,
     loop: bool,
     status: bool,
+    mqtt_url: str | None,
+    mqtt_qos: int,
+    device_id: str | None,
+    mqtt_auth: Path | None,
+    mqtt_queue: int,
+    mqtt_spool: Path | None,
+    mqtt_drain: float,
+    serve: str | None,
 ) -> int:
     """Run MODEL (.tflite) on frames from --source and stream the results.
 
@@ -217,21 +188,23 @@ def cli(
       edgereg run model.tflite --source picam:0 --json out.jsonl --preview
       edgereg run model.tflite --source clip.mp4 --csv out.csv --video annotated.avi
       edgereg run model.tflite --source 'frames/*.jpg' --json -
+      edgereg run model.tflite --source 0 --mqtt mqtt://broker.local/edgereg --serve 8080
 
     JSON lines go to stdout (or --json FILE): {"frame", "t", "latency_ms", "file",
-    "result"}; the status line and messages go to stderr. Ctrl-C or SIGTERM stops
-    cleanly and finishes the outputs.
+    "result"}; the status line and messages go to stderr. No output may be written over
+    an input or another output (exit 13, nothing written). Ctrl-C or SIGTERM stops
+    cleanly and finishes the outputs; a second one stops waiting (e.g. for the broker)
+    and says what was kept and what was lost.
     """
-    from edge_runtime.draw import annotate
+    from edge_runtime.pipeline import run_pipeline
     from edge_runtime.predictor import Predictor, PredictorOptions
     from edge_runtime.preprocess import parse_roi
-    from edge_runtime.sinks import CsvSink, JsonlSink, PreviewSink, VideoSink
     from edge_runtime.sources import open_source
 
     roi_t = parse_roi(roi) if roi else None
-    if not (json_out or csv_out or video_out or preview):
+    if not (json_out or csv_out or video_out or preview or mqtt_url or serve):
         json_out = "-"
-
+    _check_outputs(model, spec_path, mqtt_auth, source, json_out, csv_out, video_out, mqtt_spool)
     predictor = Predictor.create_from_options(
         PredictorOptions(
             model_path=model,
@@ -245,16 +218,9 @@ def cli(
             spec=spec_path,
         )
     )
-    src = None
-    sinks: list[Any] = []
-    video = None
-    window = None
-    meter = StatusLine(enabled=status)
-    why = "source ended"
-    ok = False
-    term = _Term()
-    old_term = signal.signal(signal.SIGTERM, term)
-    try:
+    with predictor:
+        if tta:
+            _check_tta(predictor)
         src = open_source(
             source,
             every_frame=every_frame,
@@ -265,91 +231,103 @@ def cli(
             stall_timeout=stall_timeout,
             loop=loop,
         )
-        if json_out:
-            sinks.append(JsonlSink(json_out))
-        if csv_out:
-            sinks.append(CsvSink(csv_out, predictor.spec))
-        if video_out:
-            video = VideoSink(video_out, fps=src.fps)
-        if preview:
-            window = PreviewSink()
-        print(
-            f"[run] {model.name} ({predictor.spec.task}, {_backend_name(predictor)}) on "
-            f"{src.kind} {src.name}: "
-            f"{'newest frame' if getattr(src, 'keep_latest', False) else 'every frame'}",
-            file=sys.stderr,
-            flush=True,
-        )
-        n = 0
         try:
-            for frame in src:
-                term.busy = True
-                result = predictor.predict(frame.image, frame.timestamp_ms)
-                latency_ms = (time.monotonic() - frame.captured) * 1000.0
-                for sink in sinks:
-                    sink.write(frame, result, latency_ms)
-                if video is not None or (window is not None and window.enabled):
-                    drawn = annotate(
-                        frame.image,
-                        result,
-                        predictor.spec,
-                        roi=roi_t,
-                        status=f"{meter.fps():.1f} fps",
-                    )
-                    if video is not None:
-                        video.write(drawn)
-                    if window is not None:
-                        window.show(drawn)
-                        if window.quit_requested:
-                            why = "stopped from the preview window"
-                            break
-                meter.update(latency_ms, src)
-                term.busy = False
-                if term.requested:
-                    raise _Stop()
-                n += 1
-                if max_frames is not None and n >= max_frames:
-                    why = f"--max-frames {max_frames} reached"
-                    break
-        except (KeyboardInterrupt, _Stop):
-            why = "stopped"
-        except BrokenPipeError:
-            why = "stdout closed"
-            _silence_stdout()
-        ok = True
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-        meter.clear()
-        if src is not None:
+            mqtt = None
+            if mqtt_url:
+                from edge_runtime.mqtt import MqttOptions
+
+                mqtt = MqttOptions(
+                    url=mqtt_url,
+                    qos=mqtt_qos,
+                    device_id=device_id,
+                    auth_file=mqtt_auth,
+                    queue=mqtt_queue,
+                    spool=mqtt_spool,
+                    drain_s=mqtt_drain,
+                )
+            sinks = _build_sinks(predictor, src, json_out, csv_out, video_out, preview, mqtt, serve)
+        except BaseException:
             src.close()
-        for sink in sinks:
-            sink.close()
-        if video is not None:
-            if ok:
-                video.close()  # finished (or stopped cleanly): the complete video appears
-            else:
-                video.abort()  # an error: earlier file under that name is kept
-        if window is not None:
-            window.close()
-        predictor.close()
-        if ok:
-            print(meter.summary(src, why), file=sys.stderr, flush=True)
+            raise
+        run_pipeline(predictor, src, sinks, max_frames=max_frames, status=status)
     return 0
 
 
-def _backend_name(predictor: Any) -> str:
-    b = predictor.backend
-    name = getattr(b, "name", str(b))
-    version = getattr(b, "version", "")
-    return f"{name} {version}".strip()
+def _check_outputs(
+    model: Path,
+    spec_path: Path | None,
+    auth: Path | None,
+    source: str,
+    json_out: str | None,
+    csv_out: str | None,
+    video_out: str | None,
+    spool: Path | None,
+) -> None:
+    """Refuse (exit 13) any output that is an input or another output, before anything
+    is opened for writing."""
+    from edge_runtime.outputs import check_outputs
+    from edge_runtime.sources import source_paths
+
+    files, folders = source_paths(source)
+    check_outputs(
+        [("MODEL", model), ("--spec", spec_path), ("--mqtt-auth", auth)]
+        + [("--source", f) for f in files],
+        [("--json", json_out), ("--csv", csv_out), ("--video", video_out)],
+        input_folders=[("--source", d) for d in folders],
+        output_folders=[("--mqtt-spool", spool)],
+    )
 
 
-def _silence_stdout() -> None:
-    """After a broken pipe (``| head``), stop Python complaining at exit."""
-    import os
+def _check_tta(predictor: Any) -> None:
+    """--tta on a model that declares no test-time transforms would change nothing."""
+    if len(predictor.task.tta_transforms(predictor.spec)) > 1:
+        return
+    raise click.UsageError(
+        f"--tta would do nothing: {predictor.model_path.name}'s spec gives no test-time "
+        "transforms (only the frame as it is), so each frame would run once, exactly as "
+        "without --tta. Train with the invariances your images really have (e.g. `edgereg "
+        "train ... --invariant rot90,flip` when turning or mirroring the picture does not "
+        "change the answer; docs/training.md), then --tta averages over them."
+    )
 
+
+def _build_sinks(
+    predictor: Any,
+    src: Any,
+    json_out: str | None,
+    csv_out: str | None,
+    video_out: str | None,
+    preview: bool,
+    mqtt: Any,
+    serve: str | None,
+) -> list[Any]:
+    """Open every output, those that can fail without truncating a file first; if one
+    fails, those already open are abandoned (an earlier video is kept)."""
+    from edge_runtime.sinks import CsvSink, JsonlSink, PreviewSink, VideoSink
+
+    built: dict[str, Any] = {}
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
-        pass
+        if mqtt is not None:
+            from edge_runtime.mqtt import MqttSink
+
+            built["mqtt"] = MqttSink(mqtt)
+        if serve:
+            from edge_runtime.liveview import LiveViewSink
+
+            title = f"edgereg run {predictor.model_path.name}"
+            built["serve"] = LiveViewSink(serve, predictor.spec, title=title)
+        if video_out:
+            built["video"] = VideoSink(video_out, fps=src.fps)
+        if csv_out:
+            built["csv"] = CsvSink(csv_out, predictor.spec)
+        if json_out:
+            built["json"] = JsonlSink(json_out)
+        if preview:
+            built["preview"] = PreviewSink()
+    except BaseException:
+        for sink in built.values():
+            sink.abort()
+        raise
+    # finished in this order: files first, the network last (its drain may wait)
+    order = ("json", "csv", "video", "preview", "serve", "mqtt")
+    return [built[k] for k in order if k in built]
