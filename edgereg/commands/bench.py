@@ -25,7 +25,12 @@ from edge_runtime.interpreter import BACKENDS
     "or synthetic:WxH (e.g. synthetic:320x240: the size `run --width/--height` asks a "
     "camera for; a smaller capture makes the resize cheaper).",
 )
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write JSON here.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False),
+    help="Also write JSON here (a new file, or bench's own earlier one).",
+)
 @click.option(
     "--backend",
     type=click.Choice(BACKENDS),
@@ -62,6 +67,7 @@ def cli(
     from edge_runtime.atomic import atomic_write_json
     from edge_runtime.bench import format_table, run_bench
 
+    _check_outputs(model, source, spec_path, json_out)
     result = run_bench(
         model,
         frames=frames,
@@ -77,3 +83,23 @@ def cli(
     if json_out:
         atomic_write_json(json_out, result)
         click.echo(f"wrote {json_out}")
+
+
+#: Keys every ``edgereg bench --json`` file holds (how an earlier one is recognised).
+JSON_KEYS = ("bare_invoke_ms", "full_ms")
+
+
+def _check_outputs(model: str, source: str, spec_path: str | None, json_out: str | None) -> None:
+    """--json may not be an input (the model, --spec, a --source video) and may only
+    replace bench's own earlier file."""
+    import os
+
+    from edge_runtime.outputs import check_outputs
+    from edge_runtime.ownership import claim_file, json_with_keys
+
+    inputs = [("MODEL", model), ("--spec", spec_path)]
+    if os.path.exists(source):
+        inputs.append(("--source", source))
+    check_outputs(inputs, [("--json", json_out)])
+    if json_out:
+        claim_file("--json", json_out, json_with_keys(*JSON_KEYS), "edgereg bench --json")
