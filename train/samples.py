@@ -269,6 +269,8 @@ def check_sample_dirs(out: Path, with_val: bool = True) -> None:
     """OUT_DIR/train and OUT_DIR/val may be replaced only when they are sample sets; and
     OUT_DIR may not be a dataset itself (its train/ would become a class or an image
     folder of it)."""
+    if out.exists() and not out.is_dir():
+        raise ClashError(f"OUT_DIR {out} exists and is not a folder; choose another OUT_DIR")
     if (out / "labels.csv").exists():
         raise ClashError(
             f"OUT_DIR {out} is a dataset (it has labels.csv): sample sets go into "

@@ -54,7 +54,7 @@ from edge_runtime.errors import (
 )
 from edge_runtime.images import read_image
 from edge_runtime.outputs import check_outputs
-from edge_runtime.ownership import claim_folder, entries, mark
+from edge_runtime.ownership import MARKER, claim_folder, entries, mark
 from edge_runtime.preprocess import resize_to_input
 from edge_runtime.spec import ModelSpec, parse_invariances
 from train import tasks
@@ -158,11 +158,13 @@ def train(
         return _sanity(cfg, out, log)
     cfg, resume, clear = _plan_run(state, data_dir, task, out, options, resume, overwrite, log)
     _check_places(cfg, out, state)
-    with _run_lock(out):
-        if clear:
-            _clear_run(out)
-        mark(out, RUN_KIND)
-        return _Run(cfg, out, log, resume=resume).run()
+    try:
+        with _run_lock(out):
+            return _Run(cfg, out, log, resume=resume, clear=clear).run()
+    except BaseException:  # bad data, Ctrl-C while loading: leave no folder that says "run"
+        if state in ("new", "empty"):
+            _undo_new_folder(out, remove=state == "new")
+        raise
 
 
 @contextlib.contextmanager
@@ -172,6 +174,7 @@ def _run_lock(out: Path) -> Iterator[None]:
 
     try:
         out.mkdir(parents=True, exist_ok=True)
+        mark(out, RUN_KIND)
         f = open(out / ".lock", "w")  # noqa: SIM115 - held for the whole run
     except OSError as e:
         raise OutputError(f"{out}: cannot create the run folder ({e.strerror or e})") from None
@@ -234,6 +237,10 @@ def _plan_run(
     log: _Logger,
 ) -> tuple[TrainConfig, bool, bool]:
     """(configuration, resume?, clear the old run first?) for ``out`` in ``state``."""
+    if state == "foreign":  # _check_places refuses it, naming an input clash if any
+        if not task:
+            claim_folder("--out", out, RUN_KIND, legacy=_is_legacy_run, purpose="a run")
+        return _make_config(data_dir, _required_task(task), options), False, False
     if state == "interrupted" and resume:
         return _load_config_for_resume(out, options), True, False
     if state == "complete" and resume:
@@ -292,6 +299,19 @@ def _check_places(cfg: TrainConfig, out: Path, state: str) -> None:
     )
     if state == "foreign":  # raises the ClashError that names what is there
         claim_folder("--out", out, RUN_KIND, legacy=_is_legacy_run, purpose="a run")
+
+
+def _undo_new_folder(out: Path, remove: bool) -> None:
+    """A run that failed before it wrote anything (bad data, Ctrl-C while loading) leaves
+    its folder as it found it: gone, or empty."""
+    if not set(entries(out)) <= {".lock", MARKER}:
+        return
+    for name in (".lock", MARKER):
+        with contextlib.suppress(OSError):
+            (out / name).unlink()
+    if remove:
+        with contextlib.suppress(OSError):
+            out.rmdir()
 
 
 def _clear_run(out: Path) -> None:
@@ -680,8 +700,13 @@ class Phase(NamedTuple):
 class _Run:
     """One training run, step by step: set up, train each phase, write the artifacts."""
 
-    def __init__(self, cfg: TrainConfig, out: Path, log: _Logger, resume: bool) -> None:
+    def __init__(
+        self, cfg: TrainConfig, out: Path, log: _Logger, resume: bool, clear: bool = False
+    ) -> None:
         self.cfg, self.out, self.log, self.resume = cfg, out, log, resume
+        #: remove the run already in ``out`` (--overwrite, or a restart) once the new
+        #: data has loaded: bad new data never costs the old run
+        self.clear = clear
         self.ckdir = out / CHECKPOINT_DIR
         self.state = RunState()
 
@@ -765,6 +790,8 @@ class _Run:
             )
             keras.utils.set_random_seed(cfg.seed + 1000 * st.epoch)
         else:
+            if self.clear:
+                _clear_run(out)
             out.mkdir(parents=True, exist_ok=True)
             self._write_config("running", spec)
             atomic_write_text(out / "spec.json", spec.to_json())

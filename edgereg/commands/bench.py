@@ -28,7 +28,7 @@ from edge_runtime.interpreter import BACKENDS
 @click.option(
     "--json",
     "json_out",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Also write JSON here (a new file, or bench's own earlier one).",
 )
 @click.option(

@@ -28,7 +28,7 @@ from ._tasks import sample_task_choice, sample_task_help
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=Path("demo_out"),
     show_default=True,
     help="Folder for the data, the run, the exports, the video and the report: a new or "

@@ -37,7 +37,7 @@ from ._tasks import given_task_options, task_choice, task_options
 @click.option(
     "--json",
     "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
     help="Write the flat metric keys (mean_error_px, pck@0.05, rmse, accuracy, baseline_*...) "
     "here (a new file, or eval's own earlier one).",
@@ -45,7 +45,7 @@ from ._tasks import given_task_options, task_choice, task_options
 @click.option(
     "--plots",
     "plots_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
     help="Also write pred_vs_true.png, error_hist.png and examples.png into this folder "
     "(new, empty, or eval's own earlier plots; never inside an input).",

@@ -19,7 +19,7 @@ def cli() -> None:
 
 
 @cli.command(name="make")
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=str))
+@click.argument("out_dir", type=click.Path(path_type=str))
 @click.option("--task", required=True, type=sample_task_choice(), help=sample_task_help())
 @click.option(
     "--n",

@@ -41,7 +41,7 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option(
     "--out",
     required=True,
-    type=click.Path(file_okay=False, path_type=str),
+    type=click.Path(path_type=str),
     help="Run directory to write (e.g. runs/NAME): a new or empty folder, or an edgereg "
     "run (--resume, --overwrite). Never inside DATA_DIR.",
 )
