@@ -252,7 +252,7 @@ def _plan_run(
         )
     if state == "complete" and not overwrite:
         raise TrainingError(
-            f"{out}: already holds a finished run; choose another --out, or replace it "
+            f"{out}: already holds a run, finished; choose another --out, or replace it "
             "with --overwrite"
         )
     if state == "unstarted":
@@ -728,16 +728,19 @@ class _Run:
     # ----------------------------------------------------------------- the run
     def run(self) -> Path:
         t_start = time.monotonic()
-        # The dataset checks run before TensorFlow is even imported: bad data fails fast.
+        # The dataset checks run before TensorFlow is even imported: bad data fails fast;
+        # and a new run writes its config.json before that too, so a Ctrl-C while
+        # TensorFlow loads leaves a run --resume (or a rerun) knows to start again.
         data = _load_data(self.cfg, self.log)
+        self._setup(data)
+        ck = self._start_or_resume(data.spec)
 
         import keras
 
         from train.models import build_model
 
-        keras.utils.set_random_seed(self.cfg.seed)
-        self._setup(data)
-        ck = self._start_or_resume(data.spec)
+        # a resumed run continues the random stream of the epoch it resumes at
+        keras.utils.set_random_seed(self.cfg.seed + 1000 * self.state.epoch)
         cfg = self.cfg
         model = build_model(
             data.spec,
@@ -748,6 +751,7 @@ class _Run:
         )
         if ck is not None:
             _set_weights(model, ck, "m")
+        self.train_started = time.monotonic()  # --max-minutes counts training, not loading
         for phase in self.phases:
             if self.state.stopped or self.state.epoch >= phase.end:
                 continue
@@ -776,11 +780,9 @@ class _Run:
 
     def _start_or_resume(self, spec: ModelSpec) -> dict[str, np.ndarray] | None:
         """A new run writes its config and spec; a resumed one reads its last checkpoint."""
-        out, cfg = self.out, self.cfg
+        out = self.out
         ck: dict[str, np.ndarray] | None = None
         if self.resume:
-            import keras
-
             ck = _read_npz(self.ckdir / LAST)
             self.state = RunState.from_json(str(ck["state"]))
             st = self.state
@@ -788,7 +790,6 @@ class _Run:
                 f"resuming {out} after epoch {st.epoch} (best so far: epoch "
                 f"{st.best_epoch}, {self.key} {st.best_metric})"
             )
-            keras.utils.set_random_seed(cfg.seed + 1000 * st.epoch)
         else:
             if self.clear:
                 _clear_run(out)
