@@ -360,6 +360,67 @@ def test_a_108_megapixel_photo_is_decoded_at_a_reduced_size_not_refused(tmp_path
     assert "decoded at 1/2 to 1/8" in r.stdout and "width 40..12000" in r.stdout
 
 
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp"])
+def test_header_size_reads_every_format_the_dataset_takes(tmp_path, ext):
+    from edge_runtime.images import header_size
+
+    img = np.random.default_rng(0).integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(ext, img)
+    assert ok and header_size(buf.tobytes()) == (53, 37)
+    assert header_size(b"not an image at all") is None
+    assert header_size(buf.tobytes()[:12]) is None  # cut inside the header: no guess
+
+
+def test_a_reduced_decode_keeps_the_true_size_turned_by_exif(tmp_path, monkeypatch):
+    """A photo stored sideways with EXIF orientation 6 (turn 90 degrees clockwise):
+    the decoded pixels are upright and the size reported is the upright one. The limit is
+    lowered so a 4000x3000 JPEG counts as large (a real file, a real OpenCV decode)."""
+    import struct
+
+    import edge_runtime.images as images_mod
+
+    monkeypatch.setattr(images_mod, "MAX_IMAGE_PIXELS", 1_000_000)
+    img = np.zeros((3000, 4000, 3), np.uint8)
+    img[:100, :100] = 255  # a white corner at the stored top-left
+    ok, buf = cv2.imencode(".jpg", img)
+    tiff = b"MM\x00\x2a" + struct.pack(">IH", 8, 1) + struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0)
+    app1 = b"Exif\x00\x00" + tiff + struct.pack(">I", 0)
+    data = buf.tobytes()[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1
+    data += buf.tobytes()[2:]
+    pixels, w, h, factor = images_mod.decode_image(data, "sideways.jpg")
+    assert (w, h, factor) == (3000, 4000, 4) and pixels.shape[:2] == (1000, 750)
+    assert pixels[:20, -20:].mean() > 200  # the stored top-left is now top-right
+    plain, w, h, factor = images_mod.decode_image(buf.tobytes(), "upright.jpg")
+    assert (w, h, factor) == (4000, 3000, 4) and plain.shape[:2] == (750, 1000)
+    monkeypatch.setattr(images_mod, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(images_mod.ImageError, match="too large even decoded at 1/8"):
+        images_mod.decode_image(buf.tobytes(), "huge.jpg")
+
+
+def test_ownership_rules_for_folders_and_files(tmp_path):
+    from edge_runtime.errors import ClashError
+    from edge_runtime.ownership import claim_file, claim_folder, json_with_keys, mark
+
+    assert claim_folder("--out", tmp_path / "new", "run") == "new"
+    (tmp_path / "empty").mkdir()
+    assert claim_folder("--out", tmp_path / "empty", "run") == "empty"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "a.txt").write_text("x")
+    with pytest.raises(ClashError, match=r"files edgereg did not write \(a.txt\)"):
+        claim_folder("--out", tmp_path / "mine", "run")
+    mark(tmp_path / "mine", "samples")  # made by edgereg, but for something else
+    with pytest.raises(ClashError, match="edgereg's samples"):
+        claim_folder("--out", tmp_path / "mine", "run")
+    assert claim_folder("OUT_DIR/train", tmp_path / "mine", "samples") == "own"
+    f = tmp_path / "r.json"
+    f.write_text('{"full_ms": 1}')
+    claim_file("--json", f, json_with_keys("full_ms"), "bench")
+    with pytest.raises(ClashError, match="not a file eval wrote"):
+        claim_file("--json", f, json_with_keys("model_kind"), "eval")
+    f.write_text("")
+    claim_file("--json", f, json_with_keys("model_kind"), "eval")  # empty: nothing to lose
+
+
 # =========================================================================== 4. Ctrl-C
 def test_ctrl_c_in_the_first_epoch_then_resume_restarts_instead_of_going_round(tmp_path):
     """Ctrl-C (SIGINT) once the run has written its config, before the first checkpoint:
