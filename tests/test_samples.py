@@ -107,9 +107,14 @@ def test_same_seed_same_bytes_per_task(tmp_path, task):
 def test_unwritable_target_is_an_output_error(tmp_path):
     from edge_runtime.errors import OutputError
 
+    from edge_runtime.errors import ClashError
+
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OutputError, match="cannot create"):
+    with pytest.raises(OutputError, match="cannot create"):  # a file where a folder must go
+        S.make_samples(tmp_path / "file" / "sub", "point", n=1, n_val=0)
+    with pytest.raises(ClashError, match="not a folder"):  # the user's file is never replaced
         S.make_samples(tmp_path / "file", "point", n=1, n_val=0)
+    assert (tmp_path / "file").read_text() == "x"
 
 
 def test_bad_arguments(tmp_path):
