@@ -105,9 +105,7 @@ def test_same_seed_same_bytes_per_task(tmp_path, task):
 
 
 def test_unwritable_target_is_an_output_error(tmp_path):
-    from edge_runtime.errors import OutputError
-
-    from edge_runtime.errors import ClashError
+    from edge_runtime.errors import ClashError, OutputError
 
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="cannot create"):  # a file where a folder must go
