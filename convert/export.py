@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.atomic import atomic_write_bytes
-from edge_runtime.errors import ModelFileError, OutputError, SpecError
+from edge_runtime.errors import ModelFileError, OptionError, OutputError, SpecError
 from edge_runtime.metadata import embed_spec
+from edge_runtime.outputs import check_outputs
+from edge_runtime.ownership import claim_folder, mark, only_names
 from edge_runtime.spec import ModelSpec
 
 #: ``--io`` choices: the inference input/output type of the full-integer variant.
@@ -162,13 +164,13 @@ def parse_variants(text: str | None) -> tuple[str, ...]:
         if not name:
             continue
         if name not in VARIANTS:
-            raise SpecError(
+            raise OptionError(
                 f"--variants: {name!r} is not a variant; choose from {', '.join(VARIANTS)}"
             )
         if name not in out:
             out.append(name)
     if not out:
-        raise SpecError(f"--variants: none given; choose from {', '.join(VARIANTS)}")
+        raise OptionError(f"--variants: none given; choose from {', '.join(VARIANTS)}")
     return tuple(out)
 
 
@@ -383,6 +385,31 @@ def write_variant(
     )
 
 
+#: The kind in an export folder's ownership marker (edge_runtime/ownership.py).
+EXPORT_KIND = "export"
+
+
+def check_export_dir(run: Path, export_dir: Path) -> None:
+    """RUN_DIR/export may not be or hold an input (the run's files, its datasets: an
+    ``export`` that is a link into the data), and must be convert's own folder."""
+    import json
+
+    files = [(f"RUN_DIR/{n}", run / n) for n in ("model.keras", "spec.json", "config.json")]
+    try:
+        cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cfg = {}
+    folders = [
+        (f"the run's {what}", cfg[key])
+        for key, what in (("data_dir", "DATA_DIR"), ("val_dir", "--val"))
+        if isinstance(cfg, dict) and isinstance(cfg.get(key), str) and cfg[key]
+    ]
+    what = "RUN_DIR/export"
+    check_outputs(files, [], input_folders=folders, output_folders=[(what, export_dir)])
+    legacy = only_names(("report.json", "report.md"), ("model_*", ".model_*"))
+    claim_folder(what, export_dir, EXPORT_KIND, legacy=legacy, purpose="exports")
+
+
 def clean_stale_temps(export_dir: str | Path) -> int:
     """Remove temp files a killed earlier conversion left behind (never final names)."""
     n = 0
@@ -461,7 +488,7 @@ def convert_run(
 def _prepare(run_dir: str | Path, opt: ConvertOptions, say: Callable[[str], None]) -> _ConvertState:
     """Check the options and the run, clean stale temp files, load the spec and Keras model."""
     if opt.io not in IO_TYPES:
-        raise SpecError(f"--io: {opt.io!r} is not one of {', '.join(IO_TYPES)}")
+        raise OptionError(f"--io: {opt.io!r} is not one of {', '.join(IO_TYPES)}")
     names = list(opt.variants)
     if opt.edgetpu and "int8" not in names:
         names.append("int8")
@@ -471,7 +498,12 @@ def _prepare(run_dir: str | Path, opt: ConvertOptions, say: Callable[[str], None
         raise ModelFileError(f"{run}: no such run directory; train one with `edgereg train`")
     spec = load_run_spec(run)
     export_dir = run / "export"
-    export_dir.mkdir(parents=True, exist_ok=True)
+    check_export_dir(run, export_dir)
+    try:
+        export_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{export_dir}: cannot create ({e.strerror or e})") from None
+    mark(export_dir, EXPORT_KIND)
     if n := clean_stale_temps(export_dir):
         say(f"removed {n} temp file(s) left by an interrupted conversion")
 

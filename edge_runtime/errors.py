@@ -20,6 +20,15 @@ class DataError(EdgeregError, ValueError):
     exit_code = 3
 
 
+class OptionError(DataError):
+    """A command-line option (or its library keyword) is out of range, malformed or does
+    not apply (an option of another task). Exit code 2, the code click gives its own usage
+    errors: every "fix the command line" error exits 2, every "fix the data" error 3. It
+    is a DataError subclass so library callers catching DataError still catch it."""
+
+    exit_code = 2
+
+
 class ImageError(EdgeregError, ValueError):
     """An image file is missing, unreadable or not an image."""
 
@@ -92,6 +101,7 @@ EXIT_CODES = {
     for cls in (
         EdgeregError,
         DataError,
+        OptionError,
         ImageError,
         ModelFileError,
         SpecError,

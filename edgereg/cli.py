@@ -68,7 +68,12 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print one clear line and exit with their own code."""
+    """Entry point: user errors print one clear line and exit with their own code.
+
+    A bad option exits 2 whoever finds it: click's usage errors (ClickException.exit_code)
+    and edgereg's OptionError alike; data errors 3; the rest per edge_runtime/errors.py
+    (docs/reliability.md lists them all).
+    """
     from edge_runtime.errors import EdgeregError
 
     try:

@@ -751,12 +751,12 @@ def test_labelme_points_order_and_refusals(tmp_path, run_cli):
     assert not report.ok and "pass --keypoints NAME" in report.skipped[0][1]
     _nothing_written(tmp_path / "p")
 
-    # DATA_DIR inside SRC, or a non-empty DATA_DIR: refused, nothing written
+    # DATA_DIR inside SRC, or a non-empty DATA_DIR: refused (ClashError), nothing written
     out = _imp(run_cli, "labelme", src, src / "out", "--task", "class")
-    assert out.returncode == 3 and "inside the source folder" in out.stderr
+    assert out.returncode == 13 and "inside the input folder SRC" in out.stderr
     assert not (src / "out").exists()
     out = _imp(run_cli, "labelme", src, tmp_path / "d", "--task", "class")
-    assert out.returncode == 3 and "not empty" in out.stderr
+    assert out.returncode == 13 and "not empty" in out.stderr
 
 
 # --------------------------------------------------------------------------- YOLO pose
@@ -840,7 +840,7 @@ def test_wrong_format_names_the_file_and_what_was_expected(tmp_path, run_cli):
         assert str(src.name) in out.stderr and expected in out.stderr and hint in out.stderr
         _nothing_written(tmp_path / "out")
     out = _imp(run_cli, "cvat", coco, tmp_path / "out", "--task", "value")
-    assert out.returncode == 3 and "cvat exports have no value labels" in out.stderr
+    assert out.returncode == 2 and "cvat exports have no value labels" in out.stderr
 
 
 def test_missing_images_are_reported_and_nothing_usable_writes_nothing(tmp_path, run_cli):
@@ -864,7 +864,7 @@ def test_missing_images_are_reported_and_nothing_usable_writes_nothing(tmp_path,
         "--images",
         tmp_path / "upload",
     )
-    assert out.returncode == 3 and "inside the --images folder" in out.stderr
+    assert out.returncode == 13 and "inside the input folder --images" in out.stderr
 
 
 def test_a_failed_write_leaves_no_dataset_and_link_hard_links(tmp_path, monkeypatch):

@@ -285,7 +285,9 @@ def test_disk_full_during_train_is_exit_8_and_earlier_files_stay(tmp_path):
     assert json.loads((run / "spec.json").read_text())["task"] == "value"
     assert not (run / "model.keras").exists()
     leftovers = [p.name for p in run.rglob("*") if p.is_file()]
-    assert sorted(n for n in leftovers if n != ".lock") == ["config.json", "spec.json"], leftovers
+    # (.lock and .edgereg, the run folder's ownership marker, are the run's own)
+    ours = (".lock", ".edgereg")
+    assert sorted(n for n in leftovers if n not in ours) == ["config.json", "spec.json"], leftovers
 
 
 def test_disk_full_during_run_video_output_is_exit_8_and_earlier_video_stays(bad, tmp_path):

@@ -88,7 +88,7 @@ def test_same_seed_same_bytes_and_workers_do_not_matter(tmp_path):
     b = S.make_samples(tmp_path / "b", "keypoints", n=12, n_val=2, seed=5, workers=2)
     c = S.make_samples(tmp_path / "c", "keypoints", n=12, n_val=2, seed=6, workers=1)
     ha, hb, hc = _hashes(a), _hashes(b), _hashes(c)
-    assert len(ha) == 12 + 2 + 2 and ha == hb
+    assert len(ha) == 12 + 2 + 2 + 2 and ha == hb  # + each split's .edgereg marker
     assert ha["train/img_00000.jpg"] != hc["train/img_00000.jpg"]
     # regenerating in place replaces the folders and gives the same bytes
     S.make_samples(tmp_path / "a", "keypoints", n=12, n_val=2, seed=5, workers=1)
@@ -105,11 +105,14 @@ def test_same_seed_same_bytes_per_task(tmp_path, task):
 
 
 def test_unwritable_target_is_an_output_error(tmp_path):
-    from edge_runtime.errors import OutputError
+    from edge_runtime.errors import ClashError, OutputError
 
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OutputError, match="cannot create"):
+    with pytest.raises(OutputError, match="cannot create"):  # a file where a folder must go
+        S.make_samples(tmp_path / "file" / "sub", "point", n=1, n_val=0)
+    with pytest.raises(ClashError, match="not a folder"):  # the user's file is never replaced
         S.make_samples(tmp_path / "file", "point", n=1, n_val=0)
+    assert (tmp_path / "file").read_text() == "x"
 
 
 def test_bad_arguments(tmp_path):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.atomic import atomic_path
-from edge_runtime.errors import SpecError, WeightsError
+from edge_runtime.errors import OptionError, SpecError, WeightsError
 
 from . import weights as W
 
@@ -93,10 +93,15 @@ def _check_args(name: str, input_shape: tuple[int, int, int], alpha: float) -> N
         raise SpecError(
             f"input_shape: need (height, width, 3) with height and width >= 32, got {input_shape}"
         )
+    check_alpha(name, alpha)
+
+
+def check_alpha(name: str, alpha: float) -> None:
+    """OptionError (exit 2) when ``--alpha`` does not fit the backbone ``name``."""
     if name == "mobilenet_v2" and not 0.35 <= alpha <= 1.4:
-        raise SpecError(f"alpha: mobilenet_v2 supports 0.35 to 1.4, got {alpha}")
+        raise OptionError(f"--alpha: mobilenet_v2 supports 0.35 to 1.4, got {alpha:g}")
     if not 0.1 <= alpha <= 2.0:
-        raise SpecError(f"alpha: must be in 0.1..2.0, got {alpha}")
+        raise OptionError(f"--alpha: must be in 0.1..2.0, got {alpha:g}")
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,11 +26,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from edge_runtime.errors import DataError, ImageError
-from edge_runtime.images import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from edge_runtime.errors import DataError, ImageError, OptionError
+from edge_runtime.images import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, decode_image
 from train import tasks
 from train.tasks import HeaderProblem, LabelColumns, TrainTask
 
@@ -127,6 +127,8 @@ class CheckReport:
     task: str
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: how the labels were read (separator, keypoint numbering ...): said, not a problem
+    notes: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     stats_lines: list[str] = field(default_factory=list)
     rows: int = 0
@@ -145,6 +147,8 @@ class CheckReport:
     def format(self) -> str:
         head = f"dataset {self.data_dir} (task {self.task}): {self.rows} row(s)"
         lines = [head]
+        if self.notes:
+            lines += ["", "read as:"] + [f"  {n}" for n in self.notes]
         if self.stats_lines:
             lines += ["", "statistics:"] + [f"  {s}" for s in self.stats_lines]
         if self.warnings:
@@ -175,6 +179,8 @@ class ImageInfo:
     height: int
     layout: str  # e.g. "RGB 8-bit", "gray 16-bit", "RGBA 8-bit"
     fmt: str  # JPEG, PNG, BMP, WebP
+    #: 1, or 2/4/8 when the image is so large it is decoded at that fraction of its size
+    reduced: int = 1
 
 
 def _sniff_format(head: bytes) -> str:
@@ -238,18 +244,19 @@ def probe_image(path: Path) -> ImageInfo:
         alpha = data[25] in (4, 6)
     elif fmt == "WebP" and data[12:16] == b"VP8X" and len(data) > 20:
         alpha = bool(data[20] & 0x10)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
-    if img is None or img.size == 0:
-        raise ImageError(f"corrupt {fmt} image (cannot be decoded)")
-    h, w = img.shape[:2]
-    if h * w > MAX_IMAGE_PIXELS:
-        raise ImageError(f"{w}x{h} pixels is too large")
+    try:
+        img, w, h, reduced = decode_image(np.frombuffer(data, np.uint8), "image")
+    except ImageError as e:
+        if "not a readable image" in str(e):
+            raise ImageError(f"corrupt {fmt} image (cannot be decoded)") from None
+        raise ImageError(str(e).removeprefix("image: ")) from None
     channels = 1 if img.ndim == 2 else img.shape[2]
     kind = {1: "gray", 3: "RGB", 4: "RGBA"}.get(channels, f"{channels}-channel")
     if alpha and kind == "RGB":
         kind = "RGBA"
     depth = {np.dtype(np.uint8): "8-bit", np.dtype(np.uint16): "16-bit"}.get(img.dtype, "float")
-    return ImageInfo(int(w), int(h), f"{kind} {depth}", fmt)
+    layout = f"{kind} {depth}" if reduced == 1 else f"decoded at 1/{reduced} size"
+    return ImageInfo(int(w), int(h), layout, fmt, reduced)
 
 
 # --------------------------------------------------------------------------- paths
@@ -281,17 +288,123 @@ def resolve_image_path(root: Path, rel: str) -> Path:
 
 
 # --------------------------------------------------------------------------- CSV
-def _read_csv(path: Path, report: CheckReport) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header (stripped) and (line number, fields) of every non-blank row."""
+#: Separators a labels.csv may use: a spreadsheet saves "CSV" with ';' where the decimal
+#: mark is a comma, and "Text (tab-delimited)" with tabs.
+SEPARATORS = (",", ";", "\t")
+_SEP_LINE = re.compile(r'^\s*"?sep=(.)"?\s*$', re.IGNORECASE)
+
+
+def _sep_name(sep: str) -> str:
+    return {"\t": "tab", ",": "','", ";": "';'"}.get(sep, repr(sep))
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    """How labels.csv is written: its separator and how that was found."""
+
+    separator: str = ","
+    #: "" (the default comma), "header" (the header line splits into 'image' with it) or
+    #: "sep-line" (Excel's ``sep=;`` first line, which is then skipped)
+    found_by: str = ""
+    #: the line number of the header (2 after a ``sep=`` line)
+    header_line: int = 1
+
+    def note(self) -> str:
+        if self.found_by == "sep-line":
+            return (
+                f"separator {_sep_name(self.separator)}, from the file's first line "
+                f"'sep={self.separator}' (as Excel writes it)"
+            )
+        if self.found_by == "header":
+            return f"separator {_sep_name(self.separator)}, detected from the header line"
+        return ""
+
+
+def _split_line(line: str, sep: str) -> list[str]:
+    try:
+        return [f.strip().lower() for f in next(csv.reader([line], delimiter=sep), [])]
+    except csv.Error:
+        return []
+
+
+def sniff_dialect(text: str) -> tuple[CsvDialect, int]:
+    """The separator of labels.csv text and how many leading lines to skip (``sep=``).
+
+    Why not ``csv.Sniffer``: it guesses from character frequencies across lines and
+    misreads the decimal commas of ';' files (``a.jpg;0,41;0,65``); here the header must
+    name an ``image`` column, which decides the separator exactly.
+    """
+    lines = text.splitlines()
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if first is None:
+        return CsvDialect(), 0
+    m = _SEP_LINE.match(lines[first])
+    if m:
+        return CsvDialect(m.group(1), "sep-line"), first + 1
+    header = lines[first]
+    fits = [sep for sep in SEPARATORS if "image" in _split_line(header, sep)]
+    if "," in fits or not fits:
+        return CsvDialect(), 0
+    return CsvDialect(fits[0], "header"), 0
+
+
+def read_header(path: str | Path) -> list[str]:
+    """The header of a labels.csv (any separator), or [] when it cannot be read."""
+    try:
+        text = Path(path).read_bytes()[: 1024 * 1024].decode("utf-8-sig", errors="replace")
+    except OSError:
+        return []
+    dialect, skip = sniff_dialect(text)
+    lines = [ln for ln in text.splitlines()[skip:] if ln.strip()]
+    if not lines:
+        return []
+    return [f.strip() for f in next(csv.reader(lines[:1], delimiter=dialect.separator), [])]
+
+
+def _read_csv(
+    path: Path, report: CheckReport
+) -> tuple[list[str], list[tuple[int, list[str]]], CsvDialect]:
+    """Header (stripped), (line number, fields) of every non-blank row, and the dialect."""
+    text = _csv_text(path, report)
+    if text is None:
+        return [], [], CsvDialect()
+    dialect, skip = sniff_dialect(text)
+    if dialect.found_by:
+        report.notes.append(f"{LABELS_CSV}: {dialect.note()}")
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=dialect.separator, skipinitialspace=True
+    )
+    header: list[str] | None = None
+    rows: list[tuple[int, list[str]]] = []
+    start = 1
+    try:
+        for fields in reader:
+            line = start
+            start = reader.line_num + 1
+            if line <= skip or not fields or all(not f.strip() for f in fields):
+                continue
+            fields = [f.strip() for f in fields]
+            if header is None:
+                header = fields
+                dialect = replace(dialect, header_line=line)
+                continue
+            rows.append((line, fields))
+    except csv.Error as e:
+        report.problems.append(Problem(f"{LABELS_CSV} is not valid CSV: {e}", row=start))
+    return header or [], rows, dialect
+
+
+def _csv_text(path: Path, report: CheckReport) -> str | None:
+    """labels.csv as text, or None with the problem reported."""
     try:
         size = path.stat().st_size
         if size > MAX_CSV_BYTES:
             report.problems.append(Problem(f"{LABELS_CSV} is {size} bytes: too large"))
-            return [], []
+            return None
         raw = path.read_bytes()
     except OSError as e:
         report.problems.append(Problem(f"cannot read {LABELS_CSV}: {e.strerror or e}"))
-        return [], []
+        return None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -300,30 +413,13 @@ def _read_csv(path: Path, report: CheckReport) -> tuple[list[str], list[tuple[in
                 f"{LABELS_CSV} is not UTF-8 text (byte {e.start}); save it as UTF-8 CSV",
             )
         )
-        return [], []
+        return None
     if not text.strip():
         report.problems.append(
             Problem(f"{LABELS_CSV} is empty: it needs a header line and one row per image")
         )
-        return [], []
-    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
-    header: list[str] | None = None
-    rows: list[tuple[int, list[str]]] = []
-    start = 1
-    try:
-        for fields in reader:
-            line = start
-            start = reader.line_num + 1
-            if not fields or all(not f.strip() for f in fields):
-                continue
-            fields = [f.strip() for f in fields]
-            if header is None:
-                header = fields
-                continue
-            rows.append((line, fields))
-    except csv.Error as e:
-        report.problems.append(Problem(f"{LABELS_CSV} is not valid CSV: {e}", row=start))
-    return header or [], rows
+        return None
+    return text
 
 
 # --------------------------------------------------------------------------- the scan
@@ -366,6 +462,9 @@ def _scan(
     vocab = _vocabulary(rows, task, class_names, cols, report)
     samples = _targets(rows, task, cols, opts, vocab, report)
     report.rows = len(rows)
+    good = {s.row for s in samples}
+    raws = [r.raw_target for r in rows if r.line in good and r.raw_target is not None]
+    report.warnings += task.label_warnings(raws, cols, opts)
     problems, warnings = task.dataset_checks(
         [s.target for s in samples], vocab, strict=not class_names
     )
@@ -397,10 +496,10 @@ def _read_rows(
             )
         )
         return [], cols
-    header, csv_rows = _read_csv(csv_path, report)
+    header, csv_rows, dialect = _read_csv(csv_path, report)
     rows: list[_Row] = []
     if header:
-        rows, cols = _parse_rows(header, csv_rows, task, opts, root, report)
+        rows, cols = _parse_rows(header, csv_rows, task, opts, root, report, dialect)
     if not csv_rows and not report.problems:
         report.problems.append(
             Problem(f"{LABELS_CSV} has a header but no rows: add one row per image")
@@ -504,30 +603,69 @@ def _parse_rows(
     opts: dict[str, Any],
     root: Path,
     report: CheckReport,
+    dialect: CsvDialect,
 ) -> tuple[list[_Row], LabelColumns]:
     """Every CSV row -> a _Row: its image path checked, its label cells parsed by the task."""
     lc = [h.lower() for h in header]
-    first = header[0] if header else ""
     cols = LabelColumns([], [], "")
-    if "image" not in lc:
-        hint = ""
-        if first and Path(first).suffix.lower() in IMAGE_SUFFIXES:
-            hint = " (line 1 looks like data: the first line must be the header)"
-        report.problems.append(
-            Problem(f"missing header column 'image'{hint}", row=1, field="image")
-        )
+    problem = _header_problem(header, dialect)
+    if problem is not None:
+        report.problems.append(problem)
         return [], cols
     try:
         cols = task.label_columns(header, opts)
     except HeaderProblem as e:
-        report.problems.append(Problem(e.message, row=1, field=e.field))
+        report.problems.append(Problem(e.message, row=dialect.header_line, field=e.field))
         return [], cols
+    cols.decimal_comma = dialect.separator != ","
+    report.notes += cols.notes
     col_img = lc.index("image")
     seen: dict[str, int] = {}
     rows = [
         _parse_row(line, f, header, col_img, cols, task, root, report, seen) for line, f in csv_rows
     ]
+    if cols.decimal_commas:
+        report.notes.append(
+            f"{cols.decimal_commas} number(s) written with a decimal comma (0,5) read as "
+            "0.5, as the spreadsheet meant"
+        )
     return rows, cols
+
+
+def _header_problem(header: list[str], dialect: CsvDialect) -> Problem | None:
+    """A missing 'image' column (saying why, when it can) or a duplicated column name."""
+    lc = [h.lower() for h in header]
+    first = header[0] if header else ""
+    if "image" not in lc:
+        hint = ""
+        if first and Path(first).suffix.lower() in IMAGE_SUFFIXES:
+            hint = " (line 1 looks like data: the first line must be the header)"
+        elif len(header) == 1:
+            hint = (
+                f" (the header line is {first!r}: one column, so its separator is none of "
+                "',' ';' or tab that labels.csv may use; save it as CSV)"
+            )
+        else:
+            hint = f" (the header is {','.join(header)!r})"
+        return Problem(
+            f"missing header column 'image'{hint}", row=dialect.header_line, field="image"
+        )
+    where: dict[str, list[int]] = {}
+    for i, name in enumerate(lc):
+        if name:
+            where.setdefault(name, []).append(i + 1)
+    dupes = {n: cols for n, cols in where.items() if len(cols) > 1}
+    if dupes:
+        name, at = next(iter(dupes.items()))
+        more = f" (and {len(dupes) - 1} more duplicated name(s))" if len(dupes) > 1 else ""
+        return Problem(
+            f"column {name!r} appears {len(at)} times in the header (columns "
+            f"{', '.join(map(str, at))}){more}: which one holds the labels is ambiguous; "
+            "rename or remove the extra one(s)",
+            row=dialect.header_line,
+            field=name,
+        )
+    return None
 
 
 def _parse_row(
@@ -596,6 +734,14 @@ def _stats(
             "channel layouts: " + ", ".join(f"{k} ({v})" for k, v in st["layouts"].items())
         )
         lines.append("formats: " + ", ".join(f"{k} ({v})" for k, v in st["formats"].items()))
+        big = [i for i in infos if i.reduced > 1]
+        if big:
+            st["reduced"] = len(big)
+            report.notes.append(
+                f"{len(big)} image(s) over {MAX_IMAGE_PIXELS / 1e6:.0f} MP (largest "
+                f"{max(i.width * i.height for i in big) / 1e6:.0f} MP) decoded at 1/2 to 1/8 "
+                "of their size: the model input is far smaller, labels are unaffected"
+            )
     if samples:
         k = len(np.asarray(samples[0].target).reshape(-1)) // 2
         targets = task.stack([s.target for s in samples], k)
@@ -661,7 +807,7 @@ def split_dataset(ds: Dataset, val_fraction: float = 0.2, seed: int = 0) -> tupl
     validation image when ``val_fraction > 0``.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise DataError(f"--val-fraction: {val_fraction} must be in [0, 1)")
+        raise OptionError(f"--val-fraction: {val_fraction} must be in [0, 1)")
     n = len(ds)
     rng = np.random.default_rng(seed)
     val: list[int] = []

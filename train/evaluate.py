@@ -91,6 +91,36 @@ def resolve_model(model: str | Path, spec: ModelSpec | None = None) -> ResolvedM
     )
 
 
+#: The files ``edgereg eval --plots DIR`` writes.
+PLOT_FILES = ("pred_vs_true.png", "error_hist.png", "examples.png")
+#: Keys every ``edgereg eval --json`` file holds (how an earlier one is recognised).
+JSON_KEYS = ("model_kind", "data_dir", "baseline_source")
+
+
+def eval_inputs(model: str | Path, data_dir: str | Path) -> tuple[list[Any], list[Any]]:
+    """(files, folders) ``edgereg eval MODEL DATA_DIR`` reads, as ``(what, path)`` pairs
+    for :func:`edge_runtime.outputs.check_outputs`: the model file (or a run's model,
+    spec and config), a spec.json beside it, the dataset, and the run's own training and
+    validation data (read for the baseline). Nothing is loaded here."""
+    p = Path(model)
+    files: list[Any] = []
+    folders: list[Any] = [("DATA_DIR", data_dir)]
+    if p.is_dir():
+        run_dir: Path | None = p
+    else:
+        files += [("MODEL", p), ("MODEL's spec.json", p.parent / "spec.json")]
+        run_dir = _find_run_dir(p) if p.exists() else None
+    if run_dir is not None:
+        files += [
+            (f"MODEL's {n}", run_dir / n) for n in ("model.keras", "spec.json", "config.json")
+        ]
+        cfg = _config(run_dir)
+        for key, what in (("data_dir", "the run's DATA_DIR"), ("val_dir", "the run's --val")):
+            if isinstance(cfg.get(key), str) and cfg[key]:
+                folders.append((what, cfg[key]))
+    return files, folders
+
+
 @dataclass
 class Evaluation:
     """Everything an evaluation produced."""

@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from edge_runtime.atomic import atomic_write_text
-from edge_runtime.errors import DataError, OutputError
+from edge_runtime.errors import ClashError, OptionError, OutputError
+from edge_runtime.ownership import claim_folder, mark, only_names
 
 if TYPE_CHECKING:  # pragma: no cover
     from train.tasks import SampleSet
@@ -150,12 +151,12 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 # =========================================================================== writing
 def sample_set(task: str) -> SampleSet:
-    """The sample generator of ``task`` (its module in train/tasks), or DataError."""
+    """The sample generator of ``task`` (its module in train/tasks), or OptionError."""
     from train import tasks
 
     found = tasks.get(task).samples()
     if found is None:
-        raise DataError(f"--task {task}: this task has no sample-data generator")
+        raise OptionError(f"--task {task}: this task has no sample-data generator")
     return found
 
 
@@ -242,6 +243,7 @@ def write_split(
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
         atomic_write_text(tmp / "labels.csv", "\n".join(lines) + "\n")
+        mark(tmp, SAMPLES_KIND)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / out.name)
@@ -259,6 +261,28 @@ def write_split(
     return out
 
 
+#: The kind in a sample set's ownership marker (edge_runtime/ownership.py).
+SAMPLES_KIND = "samples"
+
+
+def check_sample_dirs(out: Path, with_val: bool = True) -> None:
+    """OUT_DIR/train and OUT_DIR/val may be replaced only when they are sample sets; and
+    OUT_DIR may not be a dataset itself (its train/ would become a class or an image
+    folder of it)."""
+    if out.exists() and not out.is_dir():
+        raise ClashError(f"OUT_DIR {out} exists and is not a folder; choose another OUT_DIR")
+    if (out / "labels.csv").exists():
+        raise ClashError(
+            f"OUT_DIR {out} is a dataset (it has labels.csv): sample sets go into "
+            "OUT_DIR/train and OUT_DIR/val, which would land inside it; choose another OUT_DIR"
+        )
+    legacy = only_names(["labels.csv"], ["img_[0-9][0-9][0-9][0-9][0-9].jpg"])
+    for split in ("train", "val") if with_val else ("train",):
+        claim_folder(
+            f"OUT_DIR/{split}", out / split, SAMPLES_KIND, legacy=legacy, purpose="a sample set"
+        )
+
+
 def make_samples(
     out_dir: str | Path,
     task: str,
@@ -271,8 +295,10 @@ def make_samples(
     """Write ``out_dir/train/`` and ``out_dir/val/``, two contract datasets of ``task``.
 
     Each folder is written to a temporary name and renamed into place, so an
-    interrupted run never leaves a half-written dataset under the final name; an
-    existing folder of the same name is replaced. ``workers`` processes render in
+    interrupted run never leaves a half-written dataset under the final name. An
+    existing folder of the same name is replaced only when it is an edgereg sample set
+    (its ``.edgereg`` marker, or only ``labels.csv`` and ``img_NNNNN.jpg`` files); anything
+    else is a ClashError before anything is written. ``workers`` processes render in
     parallel (the bytes do not depend on it).
     """
     s = sample_set(task)
@@ -280,13 +306,14 @@ def make_samples(
     n = dn if n is None else int(n)
     n_val = dv if n_val is None else int(n_val)
     if n < 1 or n_val < 0:
-        raise DataError(f"--n must be >= 1 and --n-val >= 0 (got {n}, {n_val})")
+        raise OptionError(f"--n must be >= 1 and --n-val >= 0 (got {n}, {n_val})")
     if s.min_images > 1 and (n < s.min_images or 0 < n_val < s.min_images):
-        raise DataError(
+        raise OptionError(
             f"a {task} sample dataset needs at least {s.min_images} images per split "
             f"(--n {n}, --n-val {n_val})"
         )
     out = Path(out_dir)
+    check_sample_dirs(out, with_val=bool(n_val))
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
     write_split(out / "train", task, n, seed, 0, progress, workers)

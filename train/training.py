@@ -44,14 +44,40 @@ from edge_runtime.atomic import (
     atomic_write_json,
     atomic_write_text,
 )
-from edge_runtime.errors import DataError, TrainingError
+from edge_runtime.errors import (
+    ClashError,
+    DataError,
+    OptionError,
+    OutputError,
+    SpecError,
+    TrainingError,
+)
 from edge_runtime.images import read_image
+from edge_runtime.outputs import check_outputs
+from edge_runtime.ownership import MARKER, claim_folder, entries, mark
 from edge_runtime.preprocess import resize_to_input
 from edge_runtime.spec import ModelSpec, parse_invariances
 from train import tasks
+from train.limits import check_numbers
 
 CHECKPOINT_DIR = "checkpoint"
 LAST = "last.npz"
+#: The kind in a run folder's ownership marker (edge_runtime/ownership.py).
+RUN_KIND = "run"
+#: What a run folder holds: removed when a run is replaced (--overwrite) or started
+#: again; anything else a user put in the folder is kept.
+RUN_ARTIFACTS = (
+    "model.keras",
+    "spec.json",
+    "config.json",
+    "metrics.json",
+    "history.csv",
+    "summary.txt",
+    "sanity.json",
+    CHECKPOINT_DIR,
+    "plots",
+    "export",
+)
 #: Share of the epochs spent on the head warm-up (pretrained start).
 WARMUP_SHARE = 0.15
 #: Fine-tune learning rate = lr * FINE_TUNE_LR_FACTOR (measured: 0.3 with every block
@@ -100,6 +126,7 @@ def train(
     out: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     sanity: bool = False,
     verbose: bool = True,
     **options: Any,
@@ -109,22 +136,35 @@ def train(
     ``options`` are :class:`TrainConfig` fields and the task's own options (its module in
     train/tasks, e.g. ``y_up``, ``value_range``, ``flip_pairs``); ``invariances`` and
     ``flip_pairs`` may be given as strings like ``"rot90,flip"`` and ``"0:1,2:3"``.
-    ``resume=True`` continues the interrupted run in ``out`` with its saved configuration.
+
+    ``out`` must be new, empty or an edgereg run (:func:`run_state`); it may not be or
+    hold an input. ``resume=True`` continues the interrupted run in ``out`` with its saved
+    configuration; ``overwrite=True`` replaces the run in ``out``. A run that stopped
+    before its first epoch ended starts again (with a message) either way.
     ``sanity=True`` only checks that the model can overfit 8 training images, and raises
     TrainingError if not.
     """
     out = Path(out)
-    if resume:
-        cfg = _load_config_for_resume(out, options)
-    else:
-        cfg = _make_config(data_dir, task, options)
     log = _Logger(verbose)
-    if sanity:
+    if resume and overwrite:
+        raise OptionError("--resume continues a run and --overwrite replaces it: give one")
+    state = run_state(out)
+    if sanity:  # writes only sanity.json: any run folder will do, nothing is replaced
+        if resume:
+            cfg = _load_config_for_resume(out, options)
+        else:
+            cfg = _make_config(data_dir, _required_task(task), options)
+        _check_places(cfg, out, state)
         return _sanity(cfg, out, log)
-    if not resume:
-        _refuse_existing_run(out)
-    with _run_lock(out):
-        return _Run(cfg, out, log, resume=resume).run()
+    cfg, resume, clear = _plan_run(state, data_dir, task, out, options, resume, overwrite, log)
+    _check_places(cfg, out, state)
+    try:
+        with _run_lock(out):
+            return _Run(cfg, out, log, resume=resume, clear=clear).run()
+    except BaseException:  # bad data, Ctrl-C while loading: leave no folder that says "run"
+        if state in ("new", "empty"):
+            _undo_new_folder(out, remove=state == "new")
+        raise
 
 
 @contextlib.contextmanager
@@ -132,8 +172,13 @@ def _run_lock(out: Path) -> Iterator[None]:
     """One training process per run directory (a second one would interleave checkpoints)."""
     import fcntl
 
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "w") as f:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        mark(out, RUN_KIND)
+        f = open(out / ".lock", "w")  # noqa: SIM115 - held for the whole run
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create the run folder ({e.strerror or e})") from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -144,6 +189,145 @@ def _run_lock(out: Path) -> Iterator[None]:
         yield
 
 
+# --------------------------------------------------------------------------- the run folder
+def _is_legacy_run(folder: Path) -> bool:
+    """A run written before folders carried edgereg's marker: its config.json."""
+    try:
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw, dict) and "task" in raw and "data_dir" in raw
+
+
+def run_state(out: str | Path) -> str:
+    """What ``out`` holds: ``"new"`` (nothing there), ``"empty"``, ``"complete"`` (a
+    finished run), ``"interrupted"`` (a run with a checkpoint to resume from),
+    ``"unstarted"`` (a run that stopped before its first epoch ended) or ``"foreign"``
+    (files that are not an edgereg run; see :func:`_check_places`)."""
+    p = Path(out)
+    try:
+        kind = claim_folder("--out", p, RUN_KIND, legacy=_is_legacy_run, purpose="a run")
+    except ClashError:
+        return "foreign"
+    if kind in ("new", "empty"):
+        return kind
+    if (p / CHECKPOINT_DIR / LAST).is_file():
+        return "interrupted"
+    if (p / "model.keras").is_file() or _saved_status(p) == "complete":
+        return "complete"
+    return "unstarted"
+
+
+def _saved_status(out: Path) -> str | None:
+    try:
+        raw = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return raw.get("status") if isinstance(raw, dict) else None
+
+
+def _plan_run(
+    state: str,
+    data_dir: str | Path,
+    task: str,
+    out: Path,
+    options: dict[str, Any],
+    resume: bool,
+    overwrite: bool,
+    log: _Logger,
+) -> tuple[TrainConfig, bool, bool]:
+    """(configuration, resume?, clear the old run first?) for ``out`` in ``state``."""
+    if state == "foreign":  # _check_places refuses it, naming an input clash if any
+        if not task:
+            claim_folder("--out", out, RUN_KIND, legacy=_is_legacy_run, purpose="a run")
+        return _make_config(data_dir, _required_task(task), options), False, False
+    if state == "interrupted" and resume:
+        return _load_config_for_resume(out, options), True, False
+    if state == "complete" and resume:
+        raise TrainingError(f"{out}: this run is already complete; nothing to resume")
+    if state == "interrupted" and not overwrite:
+        raise TrainingError(
+            f"{out}: holds an interrupted run; continue it with --resume, replace it with "
+            "--overwrite, or choose another --out"
+        )
+    if state == "complete" and not overwrite:
+        raise TrainingError(
+            f"{out}: already holds a run, finished; choose another --out, or replace it "
+            "with --overwrite"
+        )
+    if state == "unstarted":
+        log.warn(
+            f"{out}: holds a run that stopped before its first epoch ended (no checkpoint); "
+            "starting it again from epoch 1"
+        )
+        if resume and _is_legacy_run(out):
+            return _load_config_for_resume(out, options), False, True
+        if resume and not task:
+            raise TrainingError(
+                f"{out}: the run stopped before it saved its settings; start it again "
+                "without --resume (with --task)"
+            )
+    elif resume:  # new or empty
+        if not task:
+            raise TrainingError(
+                f"{out}: {'no such folder' if state == 'new' else 'an empty folder'}, so "
+                "there is no run to resume; start a new one without --resume (with --task)"
+            )
+        log.warn(
+            f"{out}: {'does not exist' if state == 'new' else 'is empty'}: there is no run "
+            "to resume; starting a new run"
+        )
+    cfg = _make_config(data_dir, _required_task(task), options)
+    return cfg, False, state in ("unstarted", "interrupted", "complete")
+
+
+def _required_task(task: str | None) -> str:
+    if not task:
+        raise OptionError("--task is required (except with --resume)")
+    return task
+
+
+def _check_places(cfg: TrainConfig, out: Path, state: str) -> None:
+    """--out may not be, hold or lie inside an input; and it must be ours (run_state)."""
+    weights = str(cfg.weights)
+    inputs = [] if weights.lower() in ("imagenet", "none") else [("--weights", weights)]
+    check_outputs(
+        inputs,
+        [],
+        input_folders=[("DATA_DIR", cfg.data_dir), ("--val", cfg.val_dir)],
+        output_folders=[("--out", out)],
+    )
+    if state == "foreign":  # raises the ClashError that names what is there
+        claim_folder("--out", out, RUN_KIND, legacy=_is_legacy_run, purpose="a run")
+
+
+def _undo_new_folder(out: Path, remove: bool) -> None:
+    """A run that failed before it wrote anything (bad data, Ctrl-C while loading) leaves
+    its folder as it found it: gone, or empty."""
+    if not set(entries(out)) <= {".lock", MARKER}:
+        return
+    for name in (".lock", MARKER):
+        with contextlib.suppress(OSError):
+            (out / name).unlink()
+    if remove:
+        with contextlib.suppress(OSError):
+            out.rmdir()
+
+
+def _clear_run(out: Path) -> None:
+    """Remove a run's own files (RUN_ARTIFACTS and temp files); anything else is kept."""
+    names = [n for n in entries(out) if n in RUN_ARTIFACTS or (n.startswith(".") and ".tmp" in n)]
+    try:
+        for name in names:
+            p = out / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+    except OSError as e:
+        raise OutputError(f"{out}: cannot remove the old run ({e.strerror or e})") from None
+
+
 # --------------------------------------------------------------------------- config
 def _make_config(data_dir: str | Path, task: str, options: dict[str, Any]) -> TrainConfig:
     kind = tasks.get(task)  # DataError naming the known tasks
@@ -151,9 +335,16 @@ def _make_config(data_dir: str | Path, task: str, options: dict[str, Any]) -> Tr
     task_opts = {k: v for k, v in options.items() if k not in fields}
     opts = {k: v for k, v in options.items() if k in fields and v is not None}
     if isinstance(opts.get("invariances"), str) or opts.get("invariances"):
-        opts["invariances"] = list(parse_invariances(opts.get("invariances")))
+        try:
+            opts["invariances"] = list(parse_invariances(opts.get("invariances")))
+        except SpecError as e:
+            raise OptionError(f"--invariant: {e}") from None
     if isinstance(opts.get("input_size"), tuple):
         opts["input_size"] = list(opts["input_size"])
+    check_numbers(opts)
+    from train.backbones import check_alpha
+
+    check_alpha(opts.get("backbone", "mobilenet_v2"), float(opts.get("alpha", 1.0)))
     cfg = TrainConfig(
         data_dir=str(Path(data_dir).resolve()),
         task=task,
@@ -178,13 +369,6 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 def _load_config_for_resume(out: Path, options: dict[str, Any]) -> TrainConfig:
     path = out / "config.json"
-    if not (out / CHECKPOINT_DIR / LAST).is_file():
-        if path.is_file() and json.loads(path.read_text()).get("status") == "complete":
-            raise TrainingError(f"{out}: this run is already complete; nothing to resume")
-        raise TrainingError(
-            f"{out / CHECKPOINT_DIR / LAST}: no checkpoint to resume from (the run stopped "
-            "before its first epoch ended); start it again without --resume"
-        )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -201,15 +385,6 @@ def _load_config_for_resume(out: Path, options: dict[str, Any]) -> TrainConfig:
     kw = {k: v for k, v in raw.items() if k in fields}
     kw["options"] = run_options(raw)
     return TrainConfig(**kw)
-
-
-def _refuse_existing_run(out: Path) -> None:
-    if (out / CHECKPOINT_DIR / LAST).is_file():
-        raise TrainingError(
-            f"{out}: holds an interrupted run; continue it with --resume, or choose another --out"
-        )
-    if (out / "config.json").is_file() or (out / "model.keras").is_file():
-        raise TrainingError(f"{out}: already holds a run; choose another --out or delete it")
 
 
 def default_epochs(n_train: int, batch_size: int, task: str = "point") -> int:
@@ -242,11 +417,14 @@ def _load_data(cfg: TrainConfig, log: _Logger, only_train: int | None = None) ->
 
     kw = {"skip_bad": cfg.skip_bad, **label_options(cfg.task, cfg.options)}
     ds = load_dataset(cfg.data_dir, cfg.task, **kw)
+    _say_report(ds, log)
     if getattr(ds, "dropped", 0):
         log(f"--skip-bad: dropped {ds.dropped} bad row(s) of {cfg.data_dir}")
     if cfg.val_dir:
         tr = ds
         va = load_dataset(cfg.val_dir, cfg.task, class_names=ds.class_names or None, **kw)
+        _say_report(va, log, "--val ")
+        _warn_shared_images(cfg, tr, va, log)
     else:
         tr, va = split_dataset(ds, cfg.val_fraction, cfg.seed)
     if only_train is not None:
@@ -269,6 +447,36 @@ def _load_data(cfg: TrainConfig, log: _Logger, only_train: int | None = None) ->
         val_paths=[s.path for s in va.samples],
         n_dropped=int(getattr(ds, "dropped", 0) or 0),
     )
+
+
+def _say_report(ds: Any, log: _Logger, what: str = "") -> None:
+    """The dataset check's notes (how labels.csv was read) and its warnings."""
+    report = getattr(ds, "report", None)
+    if report is None:
+        return
+    for note in report.notes:
+        log(f"{what}{ds.root}: {note}")
+    for w in report.warnings:
+        log.warn(f"{what}{ds.root}: {w}")
+
+
+def _warn_shared_images(cfg: TrainConfig, tr: Any, va: Any, log: _Logger) -> None:
+    """--val should be other images: the same ones make the metrics look better than
+    they are (a warning, not an error: a deliberate check on training data is allowed)."""
+    if Path(cfg.val_dir or "").resolve() == Path(cfg.data_dir).resolve():
+        log.warn(
+            f"--val {cfg.val_dir} is DATA_DIR itself: every validation image is a training "
+            "image, so the validation metrics will look better than the model is; give "
+            "--val a folder of other images (or leave it out for a 20 % split)"
+        )
+        return
+    shared = {s.path for s in tr.samples} & {s.path for s in va.samples}
+    if shared:
+        log.warn(
+            f"{len(shared)} of the {len(va)} --val images are training images too "
+            f"(e.g. {sorted(shared)[0]}): the validation metrics will look better than "
+            "the model is"
+        )
 
 
 def _input_hw(cfg: TrainConfig) -> tuple[int, int]:
@@ -316,6 +524,10 @@ class _Logger:
     def __call__(self, msg: str) -> None:
         if self.verbose:
             print(msg, file=sys.stderr, flush=True)
+
+    def warn(self, msg: str) -> None:
+        """Printed even with --quiet: something the user should know."""
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
 
     def progress(self, it: Any, **kw: Any) -> Any:
         from tqdm.auto import tqdm
@@ -488,8 +700,13 @@ class Phase(NamedTuple):
 class _Run:
     """One training run, step by step: set up, train each phase, write the artifacts."""
 
-    def __init__(self, cfg: TrainConfig, out: Path, log: _Logger, resume: bool) -> None:
+    def __init__(
+        self, cfg: TrainConfig, out: Path, log: _Logger, resume: bool, clear: bool = False
+    ) -> None:
         self.cfg, self.out, self.log, self.resume = cfg, out, log, resume
+        #: remove the run already in ``out`` (--overwrite, or a restart) once the new
+        #: data has loaded: bad new data never costs the old run
+        self.clear = clear
         self.ckdir = out / CHECKPOINT_DIR
         self.state = RunState()
 
@@ -511,16 +728,19 @@ class _Run:
     # ----------------------------------------------------------------- the run
     def run(self) -> Path:
         t_start = time.monotonic()
-        # The dataset checks run before TensorFlow is even imported: bad data fails fast.
+        # The dataset checks run before TensorFlow is even imported: bad data fails fast;
+        # and a new run writes its config.json before that too, so a Ctrl-C while
+        # TensorFlow loads leaves a run --resume (or a rerun) knows to start again.
         data = _load_data(self.cfg, self.log)
+        self._setup(data)
+        ck = self._start_or_resume(data.spec)
 
         import keras
 
         from train.models import build_model
 
-        keras.utils.set_random_seed(self.cfg.seed)
-        self._setup(data)
-        ck = self._start_or_resume(data.spec)
+        # a resumed run continues the random stream of the epoch it resumes at
+        keras.utils.set_random_seed(self.cfg.seed + 1000 * self.state.epoch)
         cfg = self.cfg
         model = build_model(
             data.spec,
@@ -531,6 +751,7 @@ class _Run:
         )
         if ck is not None:
             _set_weights(model, ck, "m")
+        self.train_started = time.monotonic()  # --max-minutes counts training, not loading
         for phase in self.phases:
             if self.state.stopped or self.state.epoch >= phase.end:
                 continue
@@ -559,11 +780,9 @@ class _Run:
 
     def _start_or_resume(self, spec: ModelSpec) -> dict[str, np.ndarray] | None:
         """A new run writes its config and spec; a resumed one reads its last checkpoint."""
-        out, cfg = self.out, self.cfg
+        out = self.out
         ck: dict[str, np.ndarray] | None = None
         if self.resume:
-            import keras
-
             ck = _read_npz(self.ckdir / LAST)
             self.state = RunState.from_json(str(ck["state"]))
             st = self.state
@@ -571,8 +790,9 @@ class _Run:
                 f"resuming {out} after epoch {st.epoch} (best so far: epoch "
                 f"{st.best_epoch}, {self.key} {st.best_metric})"
             )
-            keras.utils.set_random_seed(cfg.seed + 1000 * st.epoch)
         else:
+            if self.clear:
+                _clear_run(out)
             out.mkdir(parents=True, exist_ok=True)
             self._write_config("running", spec)
             atomic_write_text(out / "spec.json", spec.to_json())
@@ -857,6 +1077,7 @@ def _sanity(cfg: TrainConfig, out: Path, log: _Logger) -> Path:
                 break
     result = {"ok": ok, "steps": step, "images": len(x), "error": err, "measure": what}
     out.mkdir(parents=True, exist_ok=True)
+    mark(out, RUN_KIND)
     atomic_write_json(out / "sanity.json", result)
     if not ok:
         raise TrainingError(

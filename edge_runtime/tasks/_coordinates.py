@@ -40,6 +40,11 @@ class CoordinatesTask(DeviceTask):
 
     def validate_spec(self, spec: ModelSpec) -> None:
         k = spec.num_keypoints
+        if spec.flip_pairs and k < 2:
+            raise SpecError(
+                f"flip_pairs: {list(spec.flip_pairs)!r} given, but with {k} keypoint(s) there "
+                "is no pair to swap"
+            )
         for pair in spec.flip_pairs:
             if (
                 len(pair) != 2

@@ -30,7 +30,12 @@ from edge_runtime.interpreter import BACKENDS
 @click.option("--width", type=click.IntRange(1), help="Ask the camera for this width.")
 @click.option("--height", type=click.IntRange(1), help="Ask the camera for this height.")
 @click.option("--fps", type=click.FloatRange(min=0.1), help="Ask the camera for this rate.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write JSON here.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(),
+    help="Also write JSON here (a new file, or bench's own earlier one).",
+)
 @click.option(
     "--backend",
     type=click.Choice(BACKENDS),
@@ -69,17 +74,9 @@ def cli(
     --backend tensorflow). With a camera or stream, a frame's time includes waiting for
     its next frame: what your camera and model give together."""
     from edge_runtime.atomic import atomic_write_json
-    from edge_runtime.bench import format_table, parse_synthetic, run_bench
-    from edge_runtime.outputs import check_outputs
-    from edge_runtime.sources import source_paths
+    from edge_runtime.bench import format_table, run_bench
 
-    files, folders = ([], []) if parse_synthetic(source) else source_paths(source)
-    check_outputs(
-        [("MODEL", model), ("--spec", spec_path)] + [("--source", f) for f in files],
-        [("--json", json_out)],
-        input_folders=[("--source", d) for d in folders],
-    )
-
+    _check_outputs(model, source, spec_path, json_out)
     result = run_bench(
         model,
         frames=frames,
@@ -96,3 +93,25 @@ def cli(
     if json_out:
         atomic_write_json(json_out, result)
         click.echo(f"wrote {json_out}")
+
+
+#: Keys every ``edgereg bench --json`` file holds (how an earlier one is recognised).
+JSON_KEYS = ("bare_invoke_ms", "full_ms")
+
+
+def _check_outputs(model: str, source: str, spec_path: str | None, json_out: str | None) -> None:
+    """--json may not be an input (the model, --spec, a --source video) and may only
+    replace bench's own earlier file."""
+    from edge_runtime.bench import parse_synthetic
+    from edge_runtime.outputs import check_outputs
+    from edge_runtime.ownership import claim_file, json_with_keys
+    from edge_runtime.sources import source_paths
+
+    files, folders = ([], []) if parse_synthetic(source) else source_paths(source)
+    check_outputs(
+        [("MODEL", model), ("--spec", spec_path)] + [("--source", f) for f in files],
+        [("--json", json_out)],
+        input_folders=[("--source", d) for d in folders],
+    )
+    if json_out:
+        claim_file("--json", json_out, json_with_keys(*JSON_KEYS), "edgereg bench --json")

@@ -41,7 +41,7 @@ Files: {", ".join(v.filename for v in VARIANTS.values())} (+ {EDGETPU_FILENAME} 
 )
 @click.option(
     "--calib",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 100_000),
     default=256,
     show_default=True,
     help="Training images used to calibrate int8/int16x8 (deterministic sample).",
@@ -49,7 +49,7 @@ Files: {", ".join(v.filename for v in VARIANTS.values())} (+ {EDGETPU_FILENAME} 
 @click.option("--edgetpu", is_flag=True, help="Analyse int8 for the Edge TPU and compile it.")
 @click.option(
     "--max-drop",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, 1),
     default=None,
     help="Fail (exit 9) when a variant is worse than Keras by more than this fraction "
     "on the task metric, e.g. 0.05 = 5 %.",
@@ -57,7 +57,7 @@ Files: {", ".join(v.filename for v in VARIANTS.values())} (+ {EDGETPU_FILENAME} 
 @click.option("--no-verify", is_flag=True, help="Skip verification on the validation split.")
 @click.option(
     "--latency-runs",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 100_000),
     default=50,
     show_default=True,
     help="Invokes per latency measurement (the median is reported).",
@@ -83,10 +83,10 @@ def cli(
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from edge_runtime.errors import SpecError
+    from edge_runtime.errors import OptionError
 
     if max_drop is not None and no_verify:
-        raise SpecError("--max-drop needs verification: drop --no-verify")
+        raise OptionError("--max-drop needs verification: drop --no-verify")
     from convert.export import ConvertOptions, convert_run, parse_variants
 
     opts = ConvertOptions(

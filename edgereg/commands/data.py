@@ -21,7 +21,9 @@ def cli() -> None:
 def check(ctx: click.Context, data_dir: str, task: str, as_json: bool, **options: object) -> None:
     """Check every image and label in DATA_DIR and print one report.
 
-    Exit code 0 when the dataset is clean, 1 when problems are listed.
+    Exit code 0 when the dataset is clean (warnings may be listed), 1 when problems are
+    listed, 2 for a bad option, 3 when DATA_DIR is not a folder. labels.csv may be
+    separated by ',', ';' or tabs (Excel's sep= line too); the report says how it was read.
     """
     import json
 

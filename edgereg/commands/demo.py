@@ -28,13 +28,16 @@ from ._tasks import sample_task_choice, sample_task_help
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=Path("demo_out"),
     show_default=True,
-    help="Folder for the data, the run, the exports, the video and the report.",
+    help="Folder for the data, the run, the exports, the video and the report: a new or "
+    "empty folder, or an earlier demo's.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (default: train's).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--epochs", type=click.IntRange(1, 100_000), help="Training epochs (default: train's)."
+)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option(
     "--quick",
     is_flag=True,
@@ -55,7 +58,7 @@ def cli(task: str, out: Path, epochs: int | None, seed: int, quick: bool) -> Non
     Under 10 minutes on 2 CPU cores for the default task.
     """
     out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    _claim(out)
     data, run = out / "data", out / "run"
     export = run / "export"
     t0 = time.monotonic()
@@ -94,9 +97,10 @@ def cli(task: str, out: Path, epochs: int | None, seed: int, quick: bool) -> Non
             f"{run} already holds a trained model; reusing it (delete it to retrain)", err=True
         )
     else:
+        resume = ["--resume"] if (run / "checkpoint" / "last.npz").is_file() else []
         _edgereg(
             "train", data / "train", "--task", task, "--val", data / "val", "--out", run,
-            "--seed", seed, *train_args,
+            "--seed", seed, *train_args, *resume,
         )  # fmt: skip
 
     step(4, "converting to fp32 and int8, with the Edge TPU analysis")
@@ -138,6 +142,33 @@ def cli(task: str, out: Path, epochs: int | None, seed: int, quick: bool) -> Non
         fg="green",
         err=True,
     )
+
+
+#: The kind in the demo folder's ownership marker, and what a demo folder holds (one made
+#: before markers existed is recognised by these names).
+DEMO_KIND = "demo"
+DEMO_NAMES = (
+    "data",
+    "run",
+    "heldout.avi",
+    "run_fp32.jsonl",
+    "run_int8.jsonl",
+    "annotated.avi",
+    "report.html",
+)
+
+
+def _claim(out: Path) -> None:
+    """--out must be new, empty or an earlier demo's folder; then it is marked as one."""
+    from edge_runtime.errors import OutputError
+    from edge_runtime.ownership import claim_folder, mark, only_names
+
+    claim_folder("--out", out, DEMO_KIND, legacy=only_names(DEMO_NAMES, (".*",)), purpose="a demo")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create ({e.strerror or e})") from None
+    mark(out, DEMO_KIND)
 
 
 def _edgereg(*args: object) -> None:

@@ -37,16 +37,18 @@ from ._tasks import given_task_options, task_choice, task_options
 @click.option(
     "--json",
     "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
-    help="Write the flat metric keys (mean_error_px, pck@0.05, rmse, accuracy, baseline_*...) here.",
+    help="Write the flat metric keys (mean_error_px, pck@0.05, rmse, accuracy, baseline_*...) "
+    "here (a new file, or eval's own earlier one).",
 )
 @click.option(
     "--plots",
     "plots_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
-    help="Also write pred_vs_true.png, error_hist.png and examples.png into this folder.",
+    help="Also write pred_vs_true.png, error_hist.png and examples.png into this folder "
+    "(new, empty, or eval's own earlier plots; never inside an input).",
 )
 def cli(
     model: Path,
@@ -69,6 +71,7 @@ def cli(
     from train.evaluate import evaluate_model
     from train.metrics import format_table, verdict
 
+    _check_outputs(model, data_dir, json_out, plots_dir)
     ev = evaluate_model(
         model,
         data_dir,
@@ -94,12 +97,42 @@ def cli(
         atomic_write_json(json_out, m)
         click.echo(f"\nwrote {json_out}")
     if plots_dir is not None:
+        from edge_runtime.ownership import mark
         from train.evaluate import load_example_images
         from train.plots import plot_error_hist, plot_examples, plot_pred_vs_true
 
         plots_dir.mkdir(parents=True, exist_ok=True)
+        mark(plots_dir, PLOTS_KIND)
         plot_pred_vs_true(ev.spec, ev.y_true, ev.y_pred, plots_dir / "pred_vs_true.png")
         plot_error_hist(ev.spec, ev.y_true, ev.y_pred, plots_dir / "error_hist.png", ev.image_sizes)
         idx, imgs = load_example_images(ev.paths, 16)
         plot_examples(ev.spec, imgs, ev.y_true[idx], ev.y_pred[idx], plots_dir / "examples.png")
         click.echo(f"wrote plots to {plots_dir}")
+
+
+#: The kind in an eval plots folder's ownership marker (edge_runtime/ownership.py).
+PLOTS_KIND = "eval plots"
+
+
+def _check_outputs(
+    model: Path, data_dir: Path, json_out: Path | None, plots_dir: Path | None
+) -> None:
+    """Before the (long) evaluation: --json and --plots may not be or lie in an input,
+    and may only replace eval's own earlier output (edge_runtime/ownership.py)."""
+    from edge_runtime.outputs import check_outputs
+    from edge_runtime.ownership import claim_file, claim_folder, json_with_keys, only_names
+    from train.evaluate import JSON_KEYS, PLOT_FILES, eval_inputs
+
+    files, folders = eval_inputs(model, data_dir)
+    check_outputs(
+        files,
+        [("--json", json_out)],
+        input_folders=folders,
+        output_folders=[("--plots", plots_dir)],
+    )
+    if json_out is not None:
+        claim_file("--json", json_out, json_with_keys(*JSON_KEYS), "edgereg eval --json")
+    if plots_dir is not None:
+        claim_folder(
+            "--plots", plots_dir, PLOTS_KIND, legacy=only_names(PLOT_FILES), purpose="plots"
+        )

@@ -19,24 +19,30 @@ def cli() -> None:
 
 
 @cli.command(name="make")
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=str))
+@click.argument("out_dir", type=click.Path(path_type=str))
 @click.option("--task", required=True, type=sample_task_choice(), help=sample_task_help())
 @click.option(
     "--n",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 1_000_000),
     default=None,
     help="Training images (default: the task's, " + _counts(0) + ").",
 )
 @click.option(
     "--n-val",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, 1_000_000),
     default=None,
     help="Validation images (default: the task's, " + _counts(1) + ").",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=0,
+    show_default=True,
+    help="Same seed, same bytes.",
+)
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 64),
     default=None,
     help="Processes that render in parallel (default: up to 4 cores; output is the same).",
 )
@@ -45,7 +51,9 @@ def make(
 ) -> None:
     """Write OUT_DIR/train/ and OUT_DIR/val/, each a dataset with labels.csv + JPEGs.
 
-    Existing OUT_DIR/train and OUT_DIR/val folders are replaced.
+    Existing OUT_DIR/train and OUT_DIR/val folders are replaced only when they are
+    edgereg sample sets; any other folder of that name is refused (exit 13), and so is an
+    OUT_DIR that is a dataset itself.
     """
     import time
     from pathlib import Path

@@ -10,6 +10,7 @@ import click
 
 from train import tasks as train_tasks
 from train.backbones import BACKBONES
+from train.limits import INPUT_SIDE, LIMITS
 
 from ._tasks import given_task_options, task_choice, task_help, task_options
 
@@ -19,12 +20,15 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
         return None
     text = value.lower().replace("×", "x")
     try:
-        if "x" in text:
-            h, w = (int(v) for v in text.split("x"))
-            return [h, w]
-        return int(text)
+        sides = [int(v) for v in text.split("x")] if "x" in text else [int(text)]
     except ValueError:
         raise click.BadParameter(f"{value!r}: give a size like 160 or HxW like 128x160") from None
+    if len(sides) > 2 or not all(INPUT_SIDE.holds(v) for v in sides):
+        raise click.BadParameter(
+            f"{value!r}: each side must be in the range {INPUT_SIDE.text()} pixels "
+            "(e.g. 160 or 128x160)"
+        )
+    return sides if len(sides) == 2 else sides[0]
 
 
 @click.command(name="train", context_settings={"max_content_width": 100})
@@ -37,8 +41,9 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option(
     "--out",
     required=True,
-    type=click.Path(file_okay=False, path_type=str),
-    help="Run directory to write (e.g. runs/NAME).",
+    type=click.Path(path_type=str),
+    help="Run directory to write (e.g. runs/NAME): a new or empty folder, or an edgereg "
+    "run (--resume, --overwrite). Never inside DATA_DIR.",
 )
 @click.option(
     "--val",
@@ -47,7 +52,11 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
     help="A separate validation dataset (default: a deterministic 20 % split of DATA_DIR).",
 )
 @click.option(
-    "--val-fraction", type=float, default=0.2, show_default=True, help="Share held out for val."
+    "--val-fraction",
+    type=LIMITS["val_fraction"].click_type(),
+    default=0.2,
+    show_default=True,
+    help="Share held out for val.",
 )
 @click.option(
     "--backbone",
@@ -58,7 +67,7 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 )
 @click.option(
     "--alpha",
-    type=float,
+    type=LIMITS["alpha"].click_type(),
     default=1.0,
     show_default=True,
     help="Width multiplier (mobilenet_v2: 0.35-1.4). Pretrained weights here: 1.0 only.",
@@ -78,7 +87,7 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 )
 @click.option(
     "--epochs",
-    type=click.IntRange(1),
+    type=LIMITS["epochs"].click_type(),
     help="Total epochs (default: the task's number of steps, e.g. "
     + ", ".join(
         f"{t.name} ~{t.default_steps} in 15-{t.max_default_epochs} epochs"
@@ -87,25 +96,49 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
     + ").",
 )
 @click.option(
-    "--warmup-epochs", type=click.IntRange(1), help="Head-only epochs (default: 15 % of them)."
+    "--warmup-epochs",
+    type=LIMITS["warmup_epochs"].click_type(),
+    help="Head-only epochs (default: 15 % of them).",
 )
-@click.option("--batch-size", type=click.IntRange(1), help="Default: 16 (<500 images) or 32.")
+@click.option(
+    "--batch-size",
+    type=LIMITS["batch_size"].click_type(),
+    help="Default: 16 (<500 images) or 32.",
+)
 @click.option(
     "--lr",
-    type=float,
+    type=LIMITS["lr"].click_type(),
     default=1e-3,
     show_default=True,
     help="Head learning rate; fine-tuning uses 0.3 x lr.",
 )
 @click.option(
     "--fine-tune-blocks",
-    type=click.IntRange(0),
+    type=LIMITS["fine_tune_blocks"].click_type(),
     help="Backbone blocks (from the top) trained in phase 2 (default: all; BatchNorm stays frozen).",
 )
-@click.option("--fine-tune-lr", type=float, help="Learning rate of phase 2 (default: 0.3 x --lr).")
+@click.option(
+    "--fine-tune-lr",
+    type=LIMITS["fine_tune_lr"].click_type(),
+    help="Learning rate of phase 2 (default: 0.3 x --lr).",
+)
+@click.option(
+    "--weight-decay",
+    type=LIMITS["weight_decay"].click_type(),
+    default=1e-4,
+    show_default=True,
+    help="AdamW weight decay.",
+)
+@click.option(
+    "--dropout",
+    type=LIMITS["dropout"].click_type(),
+    default=0.2,
+    show_default=True,
+    help="Dropout before the head's dense layer (0 turns it off).",
+)
 @click.option(
     "--patience",
-    type=click.IntRange(1),
+    type=LIMITS["patience"].click_type(),
     help="Early stopping: epochs without a better validation metric (default: max(10, epochs/4)).",
 )
 @click.option(
@@ -116,14 +149,29 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 )
 @task_options(labels_only=False)
 @click.option("--no-augment", is_flag=True, help="Turn augmentation off (to compare).")
-@click.option("--max-minutes", type=float, help="Stop after this much training time (best kept).")
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed for split, init, augment."
+    "--max-minutes",
+    type=LIMITS["max_minutes"].click_type(),
+    help="Stop after this much training time (best kept).",
+)
+@click.option(
+    "--seed",
+    type=LIMITS["seed"].click_type(),
+    default=0,
+    show_default=True,
+    help="Seed for split, init, augment.",
 )
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue the interrupted run in --out from its last checkpoint (its saved settings).",
+    help="Continue the interrupted run in --out from its last checkpoint (its saved "
+    "settings). A run that stopped before its first epoch ended starts again.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the edgereg run already in --out (its model, plots, checkpoints and "
+    "exports; other files are kept). Never replaces a folder that is not a run.",
 )
 @click.option(
     "--sanity",
@@ -156,6 +204,7 @@ def cli(data_dir: str, task: str | None, out: str, **kw: object) -> None:
 
     given = given_task_options(kw, labels_only=False)
     resume = bool(kw.pop("resume"))
+    overwrite = bool(kw.pop("overwrite"))
     if resume:  # a resumed run uses its saved settings; pass on only what the user typed
         ctx = click.get_current_context()
         source = click.core.ParameterSource.DEFAULT
@@ -175,6 +224,7 @@ def cli(data_dir: str, task: str | None, out: str, **kw: object) -> None:
         task or "",
         out,
         resume=resume,
+        overwrite=overwrite,
         sanity=sanity,
         verbose=not quiet,
         **kw,

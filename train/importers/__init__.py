@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_runtime.errors import DataError
+from edge_runtime.errors import DataError, OptionError
 
 from .common import (
     ImportOptions,
@@ -127,8 +127,8 @@ def run_import(
     if not src_p.exists():
         raise DataError(f"{src_p}: not found (SRC for {fmt} is {spec.src})")
     if img_p is not None and not img_p.is_dir():
-        raise DataError(f"--images {img_p}: not a folder")
-    forbidden = [(src_p, "the source folder"), *([(img_p, "the --images folder")] if img_p else [])]
+        raise OptionError(f"--images {img_p}: not a folder")
+    forbidden = [(src_p, "SRC"), *([(img_p, "--images")] if img_p else [])]
     check_data_dir(out, forbidden)
     from train import tasks
 
@@ -136,7 +136,7 @@ def run_import(
     assert rule is not None  # _format checked it
     opts = ImportOptions(task=task, rule=rule, keypoints=keypoints or None, images=img_p)
     parsed = spec.reader()(src_p, opts)
-    check_data_dir(out, [(r, "the images folder") for r in parsed.image_roots])
+    check_data_dir(out, [(r, "the images folder SRC names") for r in parsed.image_roots])
     order, order_source = resolve_order(opts, parsed, fmt)
     report = ImportReport(
         fmt=fmt,
@@ -156,13 +156,13 @@ def run_import(
 
 def _format(fmt: str, task: str) -> ImportFormat:
     if fmt not in FORMATS:
-        raise DataError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+        raise OptionError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     from train import tasks
 
     rule = tasks.get(task).import_rule  # DataError for an unknown task
     spec = FORMATS[fmt]
     if rule is None or rule.kind not in spec.kinds:
-        raise DataError(
+        raise OptionError(
             f"{fmt} exports have no {task} labels; {fmt} imports --task {', '.join(spec.tasks())}"
         )
     return spec

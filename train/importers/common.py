@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.atomic import atomic_write_text
-from edge_runtime.errors import DataError, OutputError
+from edge_runtime.errors import ClashError, DataError, OptionError, OutputError
 from edge_runtime.images import IMAGE_SUFFIXES
+from edge_runtime.outputs import check_outputs
 from train.tasks.base import ImportRule
 
 LABELS_CSV = "labels.csv"
@@ -319,7 +320,7 @@ def resolve_order(opts: ImportOptions, parsed: Parsed, fmt: str) -> tuple[tuple[
     """
     if not opts.wants_points:
         if opts.keypoints:
-            raise DataError(
+            raise OptionError(
                 f"--keypoints is for tasks whose labels are points (this is --task {opts.task})"
             )
         return (), ""
@@ -353,7 +354,7 @@ def _check_user_names(opts: ImportOptions, parsed: Parsed, found: set[str]) -> N
         )
     dupes = sorted(n for n, c in Counter(names).items() if c > 1)
     if dupes:
-        raise DataError(f"--keypoints: {', '.join(dupes)} given more than once")
+        raise OptionError(f"--keypoints: {', '.join(dupes)} given more than once")
     known = set(parsed.file_order or ()) | found
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -481,20 +482,22 @@ def _points(
 
 # --------------------------------------------------------------------------- writing
 def check_data_dir(data_dir: Path, forbidden: Iterable[tuple[Path, str]]) -> None:
-    """Refuse a DATA_DIR that exists with content, or is/lies inside a source folder."""
+    """Refuse (ClashError, exit 13) a DATA_DIR that is, holds or lies inside an input
+    (``forbidden``: (path, what) pairs, files or folders), or exists with content."""
+    pairs = [(what, p) for p, what in forbidden if p is not None and os.path.lexists(p)]
+    check_outputs(
+        [(w, p) for w, p in pairs if not p.is_dir()],
+        [],
+        input_folders=[(w, p) for w, p in pairs if p.is_dir()],
+        output_folders=[("DATA_DIR", data_dir)],
+    )
     if data_dir.exists() and not data_dir.is_dir():
-        raise DataError(f"{data_dir}: exists and is not a folder; give a new folder name")
+        raise ClashError(f"{data_dir}: exists and is not a folder; give a new folder name")
     if data_dir.is_dir() and any(data_dir.iterdir()):
-        raise DataError(
+        raise ClashError(
             f"{data_dir}: exists and is not empty; import into a new (or empty) folder, "
             "nothing is overwritten"
         )
-    for folder, what in forbidden:
-        if folder.is_dir() and inside(data_dir, folder):
-            raise DataError(
-                f"{data_dir}: is inside {what} {folder}; write the dataset somewhere else "
-                "(the source is only read, never changed)"
-            )
 
 
 def csv_text(

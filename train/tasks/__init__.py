@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from edge_runtime import tasks as device_tasks
-from edge_runtime.errors import DataError
+from edge_runtime.errors import OptionError
 from edge_runtime.tasks.base import import_task_modules
 
 from .base import (
@@ -68,12 +68,12 @@ def unregister(name: str) -> None:
 
 
 def get(name: str) -> TrainTask:
-    """The task kind ``name``; DataError listing the known ones otherwise."""
+    """The task kind ``name``; OptionError listing the known ones otherwise."""
     load_all()
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise DataError(f"--task: {name!r} is not one of {', '.join(names())}") from None
+        raise OptionError(f"--task: {name!r} is not one of {', '.join(names())}") from None
 
 
 def names() -> tuple[str, ...]:
@@ -107,7 +107,7 @@ def task_options(
 ) -> dict[str, Any]:
     """``task``'s options out of ``given``, checked and with defaults filled in.
 
-    An option of another task is refused (DataError naming the tasks it belongs to)
+    An option of another task is refused (OptionError naming the tasks it belongs to)
     unless it is unset (None, False, empty or its default); an unknown name is a
     TypeError (a programming error, not a user's).
     """
@@ -124,8 +124,8 @@ def task_options(
         where = " and ".join(owners(k))
         what = "" if o.name in task.option_names() else f" (this is --task {task.name})"
         if not what:  # the task has it, but only for training
-            raise DataError(f"{o.flag} shapes the model: give it to `edgereg train`, not here")
-        raise DataError(f"{o.flag} applies to --task {where} only{what}")
+            raise OptionError(f"{o.flag} shapes the model: give it to `edgereg train`, not here")
+        raise OptionError(f"{o.flag} applies to --task {where} only{what}")
     return task.check_options({k: v for k, v in given.items() if k in mine})
 
 

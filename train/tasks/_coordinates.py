@@ -20,6 +20,7 @@ from .base import (
     RowProblems,
     TaskOption,
     TrainTask,
+    exact,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,12 +81,12 @@ class CoordinatesTrainTask(TrainTask):
                 if opts.get("coords") == "pixels":
                     if not 0 <= v <= size:
                         problems.append(
-                            (name, f"{name}={v:g} px is outside the image (0..{size} px)")
+                            (name, f"{name}={exact(v)} px is outside the image (0..{size} px)")
                         )
                     vals[i, j] = v / size
                 elif not 0 <= v <= 1:
                     hint = " (pixel labels? use --coords pixels)" if v > 1.5 else ""
-                    problems.append((name, f"{name}={v:g} is outside [0, 1]{hint}"))
+                    problems.append((name, f"{name}={exact(v)} is outside [0, 1]{hint}"))
         if problems:
             return None, problems
         if opts.get("y_up"):
@@ -113,6 +114,23 @@ class CoordinatesTrainTask(TrainTask):
         if len(t) > 1 and float(t.std(axis=0).max()) < 1e-6:
             warnings.append("every label is the same point: nothing to learn")
         return {"target": s}, lines, warnings
+
+    def label_warnings(
+        self, raws: Sequence[Any], cols: LabelColumns, opts: Mapping[str, Any]
+    ) -> list[str]:
+        """Pixel labels that are all within [0, 1] are normalized labels read as pixels:
+        every point would land in the image's top-left pixel."""
+        if opts.get("coords") != "pixels" or not raws:
+            return []
+        vals = np.asarray([v for r in raws for v in r if v is not None], np.float64)
+        if vals.size and float(np.abs(vals).max()) <= 1.0:
+            return [
+                f"--coords pixels, but every coordinate is between 0 and 1 (largest "
+                f"{exact(float(vals.max()))}): these look like normalized labels, which as "
+                "pixels put every point in the top-left pixel of its image; drop "
+                "--coords pixels"
+            ]
+        return []
 
     def stack(self, targets: Sequence[np.ndarray], num_keypoints: int) -> np.ndarray:
         if not targets:

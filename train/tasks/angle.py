@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_runtime.errors import DataError, SpecError
+from edge_runtime.errors import OptionError, SpecError
 from edge_runtime.tasks.angle import (
     check_gauge,
     from_image,
@@ -66,7 +66,7 @@ def _zero(v: Any) -> float:
     try:
         return parse_zero(v)
     except SpecError as e:
-        raise DataError(f"--zero: {e}") from None
+        raise OptionError(f"--zero: {e}") from None
 
 
 def _gauge(v: Any) -> list[float]:
@@ -74,7 +74,7 @@ def _gauge(v: Any) -> list[float]:
     try:
         check_gauge(vals)
     except SpecError as e:
-        raise DataError(f"--{e}") from None
+        raise OptionError(f"--{e}") from None
     return vals
 
 

@@ -12,6 +12,7 @@ libraries are imported inside the methods that need them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edge_runtime import tasks as device_tasks
-from edge_runtime.errors import DataError
+from edge_runtime.errors import OptionError
 from edge_runtime.tasks import DeviceTask
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +37,7 @@ class TaskOption:
     ``name`` is the keyword and the key in a run's ``config.json``; ``flag`` the command
     line. ``labels=True`` options say how labels are read (all three commands take them);
     the others shape the model (``train`` only). ``parse`` turns the command-line value
-    into the stored one and raises DataError with the reason when it cannot.
+    into the stored one and raises OptionError (exit 2) with the reason when it cannot.
     """
 
     name: str
@@ -66,6 +67,12 @@ class LabelColumns:
     target_name: str
     #: K for coordinate tasks (0 otherwise)
     num_keypoints: int = 0
+    #: how the header was read, said in the report (e.g. keypoints numbered from 0)
+    notes: list[str] = field(default_factory=list)
+    #: numbers may use a decimal comma (the file's separator is not ','); set by the reader
+    decimal_comma: bool = False
+    #: how many numbers were read with a decimal comma (counted by :func:`_parse_numbers`)
+    decimal_commas: int = 0
 
 
 class HeaderProblem(Exception):
@@ -253,6 +260,14 @@ class TrainTask:
         """Statistics of the usable targets: (stats, report lines, warnings)."""
         return {}, [], []
 
+    def label_warnings(
+        self, raws: Sequence[Any], cols: LabelColumns, opts: Mapping[str, Any]
+    ) -> list[str]:
+        """Plausible mistakes in the raw labels (as read from labels.csv, before any
+        conversion) under the label options ``opts``: warnings, not problems (e.g. labels
+        in [0, 1] read with ``--coords pixels``). Default none."""
+        return []
+
     def stack(self, targets: Sequence[np.ndarray], num_keypoints: int) -> np.ndarray:
         """Targets of a dataset as one array (an empty dataset too)."""
         return np.array([float(t) for t in targets], dtype=np.float32)
@@ -391,6 +406,9 @@ class TrainTask:
 
 
 # --------------------------------------------------------------------------- helpers
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
+
+
 def _parse_numbers(cells: list[str], cols: LabelColumns) -> tuple[list[float | None], RowProblems]:
     import math
 
@@ -401,7 +419,16 @@ def _parse_numbers(cells: list[str], cols: LabelColumns) -> tuple[list[float | N
             v: float | None = float(text)
         except ValueError:
             v = None
-            problems.append((name, f"{text!r} is not a number"))
+            if cols.decimal_comma and _DECIMAL_COMMA.fullmatch(text):
+                v = float(text.replace(",", "."))
+                cols.decimal_commas += 1
+            else:
+                hint = (
+                    " (a decimal comma? labels.csv separated by ',' needs 0.5)"
+                    if (_DECIMAL_COMMA.fullmatch(text))
+                    else ""
+                )
+                problems.append((name, f"{text!r} is not a number{hint}"))
         if v is not None and not math.isfinite(v):
             problems.append((name, f"{text} is not a finite number"))
         vals.append(v)
@@ -422,16 +449,24 @@ def one_column(header: list[str], name: str, task: str, note: str = "") -> Label
     return LabelColumns([i], [header[i]], header[i])
 
 
+def exact(v: float) -> str:
+    """A number with as many digits as it takes to tell it from its neighbours: 1 stays
+    ``1``, but 1.0000001 is not shown as ``1`` (which would hide why it is out of range)."""
+    f = float(v)
+    short = f"{f:g}"
+    return short if float(short) == f else repr(f)
+
+
 def parse_number(text: Any, what: str) -> float:
-    """A finite number from an option, or DataError naming ``what``."""
+    """A finite number from an option, or OptionError (exit 2) naming ``what``."""
     import math
 
     try:
         v = float(text)
     except (TypeError, ValueError):
-        raise DataError(f"{what}: {text!r} is not a number") from None
+        raise OptionError(f"{what}: {text!r} is not a number") from None
     if not math.isfinite(v):
-        raise DataError(f"{what}: {text!r} is not a finite number")
+        raise OptionError(f"{what}: {text!r} is not a finite number")
     return v
 
 

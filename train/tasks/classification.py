@@ -123,7 +123,7 @@ class ClassTrainTask(TrainTask):
         if vocabulary and max(c.values(), default=0) > 0:
             maj = max(c.values()) / len(targets)
             lines.append(f"majority-class accuracy (the baseline to beat): {maj:.3f}")
-        return stats, lines, []
+        return stats, lines, _case_clashes(vocabulary)
 
     def stack(self, targets: Sequence[np.ndarray], num_keypoints: int) -> np.ndarray:
         return np.array([int(t) for t in targets], dtype=np.int64)
@@ -317,6 +317,20 @@ class ClassTrainTask(TrainTask):
 
 
 # --------------------------------------------------------------------------- helpers
+def _case_clashes(names: Sequence[str]) -> list[str]:
+    """Class names that differ only in case or surrounding spaces ('OK', 'ok'): two
+    classes to the model, most likely one to the user."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(str(n).strip().casefold(), []).append(str(n))
+    return [
+        f"classes {' and '.join(repr(n) for n in same)} differ only in case: they are "
+        f"{len(same)} different classes to the model; if they are one, write them the same"
+        for same in groups.values()
+        if len(same) > 1
+    ]
+
+
 def _class_metrics(yt: np.ndarray, yp: np.ndarray, c: int) -> dict[str, Any]:
     cm = np.zeros((c, c), dtype=np.int64)
     np.add.at(cm, (yt, yp), 1)

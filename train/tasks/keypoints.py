@@ -9,13 +9,14 @@ four corners (TL, TR, BR, BL) under perspective on clutter.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from edge_runtime.errors import DataError, SpecError
+from edge_runtime.errors import OptionError, SpecError
 from edge_runtime.spec import parse_flip_pairs
 from train.samples import _clutter, _finish, _lighting, _paste, _photo_params, _rand_color
 
@@ -27,23 +28,53 @@ if TYPE_CHECKING:  # pragma: no cover
     pass
 
 SAMPLE_SIZE = (224, 224)
+_COLUMN = re.compile(r"([xy])(\d+)")
 SAMPLE_COUNTS = (300, 100)
 CARD_W, CARD_H = 320, 200
+
+
+def _numbered_columns(header: list[str]) -> dict[tuple[str, int], int]:
+    """(axis, number) -> column index of every ``xN``/``yN`` column; a number written two
+    ways (``x1`` and ``x01``) is refused."""
+    found: dict[tuple[str, int], int] = {}
+    for i, h in enumerate(header):
+        m = _COLUMN.fullmatch(h.strip().lower())
+        if not m:
+            continue
+        key = (m.group(1), int(m.group(2)))
+        if key in found:
+            raise HeaderProblem(
+                f"columns {header[found[key]]!r} and {h!r} are the same keypoint "
+                f"coordinate ({key[0]}{key[1]}): keep one",
+                h,
+            )
+        found[key] = i
+    return found
+
+
+def _pairs_text(nums: list[int]) -> str:
+    return ", ".join(f"x{n},y{n}" for n in nums[:6]) + (" ..." if len(nums) > 6 else "")
+
+
+def i_text(base: int) -> str:
+    """How column numbers relate to keypoint index i: ``i`` (from 0) or ``i+1``."""
+    return "i" if base == 0 else "i+1"
 
 
 def _flip_pairs(text: Any) -> list[list[int]]:
     try:
         pairs = parse_flip_pairs(text) if isinstance(text, str) else tuple(text)
     except SpecError as e:
-        raise DataError(f"--flip-pairs: {e}") from None
+        raise OptionError(f"--flip-pairs: {e}") from None
     return [[int(a), int(b)] for a, b in pairs]
 
 
 FLIP_PAIRS = TaskOption(
     "flip_pairs",
     "--flip-pairs",
-    "keypoints that swap under a horizontal flip, e.g. 0:1,2:3 (0-based; without them "
-    "keypoints are never mirrored).",
+    "keypoints that swap under a horizontal flip, e.g. 0:1,2:3 (indices from 0 whatever "
+    "the columns' numbering: x1,y1 or x0,y0 is keypoint 0; without them keypoints are "
+    "never mirrored).",
     metavar="A:B,...",
     default=[],
     parse=_flip_pairs,
@@ -71,35 +102,54 @@ class KeypointsTrainTask(CoordinatesTrainTask):
         return [f"{a}{i}" for i in range(1, num_points + 1) for a in "xy"]
 
     def label_columns(self, header: list[str], opts: Mapping[str, Any]) -> LabelColumns:
-        lc = [h.lower() for h in header]
-        k = 0
-        while f"x{k + 1}" in lc and f"y{k + 1}" in lc:
-            k += 1
-        if k == 0:
+        """``x1,y1,...,xK,yK`` (numbered from 1) or ``x0,y0,...`` (from 0): the numbering
+        is detected and said in the report; a gap, half a pair or a number written twice
+        is refused with the reason (never a keypoint quietly dropped as an extra column)."""
+        numbered = _numbered_columns(header)
+        if not numbered:
             raise HeaderProblem(
-                "missing header columns x1,y1,...,xK,yK (keypoints need numbered x/y pairs)",
+                "missing header columns x1,y1,...,xK,yK (keypoints need numbered x/y pairs, "
+                "numbered from 1, or from 0 as x0,y0,...)",
                 "x1",
             )
-        need = [c for i in range(1, k + 1) for c in (f"x{i}", f"y{i}")]
-        stray = [
-            h for h in lc if h[:1] in "xy" and h[1:].isdigit() and int(h[1:]) > k and h not in need
-        ]
-        if stray:
+        base = 0 if any(n == 0 for _, n in numbered) else 1
+        nums = sorted({n for _, n in numbered})
+        k = len(nums)
+        if nums != list(range(base, base + k)):
+            missing = sorted(set(range(base, nums[-1] + 1)) - set(nums))
             raise HeaderProblem(
-                f"header has {', '.join(stray)} but not a complete pair for every "
-                f"keypoint up to it (found x1..y{k} complete)"
+                f"keypoint columns numbered from {base} skip {', '.join(map(str, missing))} "
+                f"(found {_pairs_text(nums)}): number the keypoints without gaps"
             )
-        target = ",".join(f"x{i},y{i}" for i in range(1, k + 1))
-        return LabelColumns([lc.index(c) for c in need], need, target, k)
+        half = [f"{a}{n}" for n in nums for a in "xy" if (a, n) not in numbered]
+        if half:
+            raise HeaderProblem(
+                f"header has no {', '.join(half)}: every keypoint needs both its x and y "
+                f"column (found {_pairs_text(nums)})",
+                half[0],
+            )
+        need = [numbered[(a, n)] for n in nums for a in "xy"]
+        names = [header[i] for i in need]
+        note = (
+            f"keypoint columns numbered from {base} ({names[0]},{names[1]} .. "
+            f"{names[-2]},{names[-1]}): {k} keypoint(s); --flip-pairs and results number "
+            "them from 0, so "
+            + ("keypoint i is xi,yi" if base == 0 else f"{names[0]},{names[1]} is keypoint 0")
+        )
+        return LabelColumns(need, names, ",".join(names), k, notes=[note])
 
     def spec_fields(self, opts: Mapping[str, Any], ds: Any, train_targets: np.ndarray) -> dict:
         k = ds.num_keypoints
         pairs = [tuple(p) for p in opts.get("flip_pairs") or []]
+        first = str(getattr(ds, "target_name", "") or "x1").split(",")[0].lower()
+        base = 0 if first == "x0" else 1
         for a, b in pairs:
             if a == b or not (0 <= a < k and 0 <= b < k):
-                raise DataError(
-                    f"--flip-pairs: {a}:{b} must be two different keypoint indices from 0 to "
-                    f"{k - 1} (the labels have {k} keypoints, numbered from 0 here)"
+                why = f"{a} and {b} are the same keypoint" if a == b else "out of range"
+                raise OptionError(
+                    f"--flip-pairs: {a}:{b} is {why}: give two different keypoint indices "
+                    f"from 0 to {k - 1} (the labels have {k} keypoint(s); index i is columns "
+                    f"x{i_text(base)},y{i_text(base)})"
                 )
         return {"num_keypoints": k, "flip_pairs": tuple(pairs)}
 

@@ -10,7 +10,6 @@ rotations and mirrors do not change it (``--invariant rot90,flip``).
 from __future__ import annotations
 
 import colorsys
-import csv
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from edge_runtime.errors import DataError
+from edge_runtime.errors import OptionError
 from train.samples import _finish, _grid, _lighting, _noise, _paste, _photo_params
 
 from . import register
@@ -35,13 +34,14 @@ from ._common import (
 )
 from .base import (
     AugmentPolicy,
+    HeaderProblem,
     ImportRule,
     LabelColumns,
     Params,
     SampleSet,
     TaskOption,
     TrainTask,
-    one_column,
+    exact,
     parse_number,
 )
 
@@ -60,7 +60,7 @@ RANGE_MARGIN = 0.05
 def _range(v: Any) -> list[float]:
     lo, hi = (parse_number(x, "--range") for x in v)
     if not hi > lo:
-        raise DataError(f"--range: HIGH must be above LOW, got {lo:g} {hi:g}")
+        raise OptionError(f"--range: HIGH must be above LOW, got {exact(lo)} {exact(hi)}")
     return [lo, hi]
 
 
@@ -101,18 +101,40 @@ class ValueTrainTask(TrainTask):
 
     # ----------------------------------------------------------------- labels
     def label_columns(self, header: list[str], opts: Mapping[str, Any]) -> LabelColumns:
-        return one_column(header, opts.get("target") or "value", self.name)
+        lc = [h.lower() for h in header]
+        given = opts.get("target")
+        want = (given or "value").strip().lower()
+        others = [h for h in header if h.lower() != "image"]
+        if want == "image":
+            raise HeaderProblem(
+                f"--target {given}: that is the image path column; name the column that "
+                f"holds the numbers ({', '.join(others) or 'none here'})",
+                "image",
+            )
+        if want not in lc:
+            if given:
+                msg = (
+                    f"--target {given}: labels.csv has no column {given!r} (its header is "
+                    f"'{','.join(header)}'); give one of: {', '.join(others) or 'none'}"
+                )
+            else:
+                msg = (
+                    f"missing header column 'value' (header is '{','.join(header)}'); a value "
+                    "CSV needs image,value, or --target COLUMN to learn another column"
+                    + (f" (here: {', '.join(others)})" if others else "")
+                )
+            raise HeaderProblem(msg, want)
+        i = lc.index(want)
+        return LabelColumns([i], [header[i]], header[i])
 
     def label_options_from_spec(self, spec: ModelSpec, data_dir: Any) -> dict[str, Any]:
         """The spec's target column, when labels.csv has a column of that name."""
         name = spec.target_name
         if not name or name == "value":
             return {}
-        try:
-            with open(Path(data_dir) / "labels.csv", newline="", encoding="utf-8-sig") as f:
-                header = next(csv.reader(f), [])
-        except (OSError, UnicodeDecodeError, csv.Error):
-            return {}
+        from train.dataset import read_header
+
+        header = read_header(Path(data_dir) / "labels.csv")
         return {"target": name} if name.lower() in (h.strip().lower() for h in header) else {}
 
     def make_target(self, raw, width, height, cols, opts, vocabulary):
@@ -135,7 +157,13 @@ class ValueTrainTask(TrainTask):
             "histogram:",
             *(f"  {h}" for h in histogram(v)),
         ]
-        return {"target": stats}, lines, []
+        warnings = []
+        if len(v) > 1 and float(v.max()) == float(v.min()):
+            warnings.append(
+                f"every {target_name} is {exact(float(v[0]))}: one value only, nothing to "
+                "learn (is --target the column you mean?)"
+            )
+        return {"target": stats}, lines, warnings
 
     # ----------------------------------------------------------------- the model
     def spec_fields(self, opts: dict[str, Any], ds: Any, train_targets: np.ndarray) -> dict:
@@ -150,9 +178,9 @@ class ValueTrainTask(TrainTask):
         lo, hi = (float(x) for x in opts["value_range"])
         outside = int(np.sum((t < lo) | (t > hi)))
         if outside:
-            raise DataError(
-                f"--range {lo:g} {hi:g}: {outside} training value(s) lie outside it "
-                f"(min {t.min():g}, max {t.max():g}); widen --range"
+            raise OptionError(
+                f"--range {exact(lo)} {exact(hi)}: {outside} training value(s) lie outside "
+                f"it (min {exact(t.min())}, max {exact(t.max())}); widen --range"
             )
         return {"value_range": (lo, hi), "units": opts.get("units") or ""}
 
