@@ -137,7 +137,9 @@ class LiveViewSink(Sink):
             latest = self._latest
         if latest is None:
             return None
-        return json.dumps(record(*latest), separators=(",", ":"), allow_nan=False).encode()
+        return json.dumps(
+            record(*latest, raw=self.raw), separators=(",", ":"), allow_nan=False
+        ).encode()
 
     def next_jpeg(self, after: int, timeout: float = 1.0) -> tuple[int, bytes] | None:
         """The newest frame as JPEG once it is newer than ``after`` (None: none came in

@@ -489,7 +489,7 @@ class MqttSink(Sink):
     ) -> None:
         if self._fatal is not None:
             raise self._fatal
-        rec = record(frame, result, latency_ms)
+        rec = record(frame, result, latency_ms, self.raw)
         rec["device"] = self.device
         self.queue.put(json.dumps(rec, separators=(",", ":"), allow_nan=False).encode())
         self._wake.set()

@@ -40,8 +40,9 @@ def write_heldout_video(val_dir: Path, out: Path, task: str) -> tuple[Path, int]
     return out, len(ds.samples)
 
 
-#: Keys of a JSON result that every task has; the rest are the task's own fields.
-_COMMON_KEYS = {"task", "raw", "invoke_ms", "total_ms", "timestamp_ms"}
+#: Keys of a JSON result that every task has (docs/result.schema.json); the rest are the
+#: task's own fields.
+_COMMON_KEYS = {"task", "raw", "frame_width", "frame_height", "invoke_ms", "total_ms"}
 
 
 def _jsonl_predictions(path: Path, spec: ModelSpec) -> tuple[np.ndarray, list[float]]:
@@ -56,7 +57,8 @@ def _jsonl_predictions(path: Path, spec: ModelSpec) -> tuple[np.ndarray, list[fl
         r = rec["result"]
         lat.append(float(rec.get("latency_ms") or r.get("total_ms") or 0.0))
         fields = {k: v for k, v in r.items() if k not in _COMMON_KEYS}
-        res = Result(spec.task, np.asarray(r["raw"], np.float32), fields)
+        size = (r["frame_width"], r["frame_height"])
+        res = Result(spec.task, np.asarray(r.get("raw", []), np.float32), fields, frame_size=size)
         preds.append(spec.task_kind.prediction(spec, res))
     return np.asarray(preds, dtype=np.float32), lat
 

@@ -33,6 +33,12 @@ from edge_runtime.smoothing import SMOOTHERS
     help="JSON lines, one per frame, to a file or '-' for stdout (the default when no "
     "other output is given).",
 )
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Add the model's raw (dequantized) output to every JSON result (--json, --mqtt, "
+    "--serve): for debugging a model, not for consumers.",
+)
 @click.option("--csv", "csv_out", metavar="OUT", help="Flat CSV, one row per frame.")
 @click.option(
     "--video",
@@ -152,6 +158,7 @@ def cli(
     model: Path,
     source: str,
     json_out: str | None,
+    raw: bool,
     csv_out: str | None,
     video_out: str | None,
     preview: bool,
@@ -191,7 +198,7 @@ def cli(
       edgereg run model.tflite --source 0 --mqtt mqtt://broker.local/edgereg --serve 8080
 
     JSON lines go to stdout (or --json FILE): {"frame", "t", "latency_ms", "file",
-    "result"}; the status line and messages go to stderr. No output may be written over
+    "result"} (schema: docs/result.schema.json); the status line and messages go to stderr. No output may be written over
     an input or another output (exit 13, nothing written). Ctrl-C or SIGTERM stops
     cleanly and finishes the outputs; a second one stops waiting (e.g. for the broker)
     and says what was kept and what was lost.
@@ -246,6 +253,8 @@ def cli(
                     drain_s=mqtt_drain,
                 )
             sinks = _build_sinks(predictor, src, json_out, csv_out, video_out, preview, mqtt, serve)
+            for sink in sinks:
+                sink.raw = raw
         except BaseException:
             src.close()
             raise
