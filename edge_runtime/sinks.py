@@ -52,6 +52,7 @@ import numpy as np
 
 from .atomic import replace_into, temp_beside
 from .errors import OutputError
+from .log import get_logger
 from .postprocess import MS_DECIMALS
 from .tasks.base import fmt_number
 from .videocheck import incomplete_reason
@@ -67,6 +68,9 @@ __all__ = [
     "has_display",
     "record",
 ]
+
+
+_LOG = get_logger("run")
 
 
 def _clean(o: Any) -> Any:
@@ -451,11 +455,7 @@ class PreviewSink(Sink):
         self.enabled = has_display()
         self.quit_requested = False
         if not self.enabled:
-            print(
-                "[preview] no display (DISPLAY/WAYLAND_DISPLAY unset): preview is off",
-                file=sys.stderr,
-                flush=True,
-            )
+            _LOG.warning("[preview] no display (DISPLAY/WAYLAND_DISPLAY unset): preview is off")
 
     @property
     def needs_image(self) -> bool:
@@ -477,7 +477,7 @@ class PreviewSink(Sink):
         except cv2.error as e:
             self.enabled = False
             msg = str(e).strip().splitlines()[-1] if str(e).strip() else "unavailable"
-            print(f"[preview] cannot open a window ({msg}): preview is off", file=sys.stderr)
+            _LOG.warning(f"[preview] cannot open a window ({msg}): preview is off")
             return
         if key in (ord("q"), 27):
             self.quit_requested = True

@@ -29,7 +29,6 @@ import io
 import json
 import math
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -192,9 +191,10 @@ def _load_config_for_resume(out: Path, options: dict[str, Any]) -> TrainConfig:
     fields = set(TrainConfig.__dataclass_fields__)
     ignored = sorted(k for k, v in options.items() if v not in (None, False, (), []))
     if ignored:
-        print(
-            f"--resume: using the settings saved in {path}; ignoring {', '.join(ignored)}",
-            file=sys.stderr,
+        from edge_runtime.log import get_logger
+
+        get_logger("train").warning(
+            f"--resume: using the settings saved in {path}; ignoring {', '.join(ignored)}"
         )
     from train.dataset import run_options
 
@@ -310,17 +310,22 @@ def _load_images(ds: Any, spec: ModelSpec, what: str, log: _Logger) -> np.ndarra
 
 # --------------------------------------------------------------------------- helpers
 class _Logger:
+    """Training's messages (the ``edgereg.train`` logger) and progress displays."""
+
     def __init__(self, verbose: bool) -> None:
+        from edge_runtime.log import get_logger
+
         self.verbose = verbose
+        self.logger = get_logger("train")
 
     def __call__(self, msg: str) -> None:
         if self.verbose:
-            print(msg, file=sys.stderr, flush=True)
+            self.logger.info(msg)
 
     def progress(self, it: Any, **kw: Any) -> Any:
-        from tqdm.auto import tqdm
+        from edge_runtime.log import progress
 
-        return tqdm(it, disable=not self.verbose, leave=False, file=sys.stderr, **kw)
+        return progress(it, enabled=self.verbose, **kw)
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

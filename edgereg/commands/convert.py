@@ -11,6 +11,8 @@ import click
 
 from convert.export import DEFAULT_VARIANTS, EDGETPU_FILENAME, IO_TYPES, VARIANTS
 
+from ._json import emit_json, json_option
+
 _VARIANTS_HELP = (
     "Comma-separated variants to export ("
     + "; ".join(f"{v.name}: {v.description}" for v in VARIANTS.values())
@@ -68,8 +70,10 @@ Files: {", ".join(v.filename for v in VARIANTS.values())} (+ {EDGETPU_FILENAME} 
     default=None,
     help="Verify on at most this many validation images.",
 )
+@json_option("the conversion report (the same as export/report.json)")
 def cli(
     run_dir: str,
+    json_out: str | None,
     variants: str,
     io_type: str,
     calib: int,
@@ -99,4 +103,5 @@ def cli(
         latency_runs=latency_runs,
         val_limit=val_limit,
     )
-    convert_run(run_dir, opts, echo=lambda s: click.echo(s, err=True))
+    report = convert_run(run_dir, opts, echo=lambda s: click.echo(s, err=True))
+    emit_json(json_out, report)

@@ -12,6 +12,7 @@ import click
 
 from edge_runtime.interpreter import BACKENDS
 
+from ._json import emit_json, human, json_option
 from ._tasks import given_task_options, task_choice, task_options
 
 
@@ -34,13 +35,7 @@ from ._tasks import given_task_options, task_choice, task_options
     help="Interpreter for .tflite models.",
 )
 @click.option("--skip-bad", is_flag=True, help="Skip bad rows/images instead of stopping.")
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the flat metric keys (mean_error_px, pck@0.05, rmse, accuracy, baseline_*...) here.",
-)
+@json_option("the flat metric keys (mean_error_px, pck@0.05, rmse, accuracy, baseline_*...)")
 @click.option(
     "--plots",
     "plots_dir",
@@ -55,7 +50,7 @@ def cli(
     tta: bool,
     backend: str,
     skip_bad: bool,
-    json_out: Path | None,
+    json_out: str | None,
     plots_dir: Path | None,
     **options: object,
 ) -> None:
@@ -65,7 +60,6 @@ def cli(
     warns loudly when the model is not clearly better than it. Label options left out
     (--y-up, --coords, --target ...) take the run's own settings.
     """
-    from edge_runtime.atomic import atomic_write_json
     from train.evaluate import evaluate_model
     from train.metrics import format_table, verdict
 
@@ -79,20 +73,19 @@ def cli(
         **given_task_options(options, labels_only=True),
     )
     m = ev.metrics
-    click.echo(f"model: {m['model']} ({m['model_kind']}{', TTA' if tta else ''})")
-    click.echo(f"data:  {m['data_dir']}  ({m['n']} images, {ev.spec.task} task)")
+    echo = human(json_out)
+    echo(f"model: {m['model']} ({m['model_kind']}{', TTA' if tta else ''})")
+    echo(f"data:  {m['data_dir']}  ({m['n']} images, {ev.spec.task} task)")
     if m.get("skipped_rows"):
-        click.secho(f"skipped {m['skipped_rows']} bad row(s) (--skip-bad)", fg="yellow")
-    click.echo(f"baseline: the trivial predictor fitted on the {m['baseline_source']}")
-    click.echo("")
-    click.echo(format_table(ev.spec, m))
+        echo(f"skipped {m['skipped_rows']} bad row(s) (--skip-bad)", fg="yellow")
+    echo(f"baseline: the trivial predictor fitted on the {m['baseline_source']}")
+    echo("")
+    echo(format_table(ev.spec, m))
     v = verdict(ev.spec, m)
     if v:
-        click.echo("")
-        click.secho(v, fg="red", bold=True)
-    if json_out is not None:
-        atomic_write_json(json_out, m)
-        click.echo(f"\nwrote {json_out}")
+        echo("")
+        echo(v, fg="red", bold=True)
+    emit_json(json_out, m)
     if plots_dir is not None:
         from train.evaluate import load_example_images
         from train.plots import plot_error_hist, plot_examples, plot_pred_vs_true
@@ -102,4 +95,4 @@ def cli(
         plot_error_hist(ev.spec, ev.y_true, ev.y_pred, plots_dir / "error_hist.png", ev.image_sizes)
         idx, imgs = load_example_images(ev.paths, 16)
         plot_examples(ev.spec, imgs, ev.y_true[idx], ev.y_pred[idx], plots_dir / "examples.png")
-        click.echo(f"wrote plots to {plots_dir}")
+        echo(f"wrote plots to {plots_dir}")

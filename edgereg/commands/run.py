@@ -226,8 +226,6 @@ def cli(
         )
     )
     with predictor:
-        if tta:
-            _check_tta(predictor)
         src = open_source(
             source,
             every_frame=every_frame,
@@ -258,6 +256,9 @@ def cli(
         except BaseException:
             src.close()
             raise
+        from edge_runtime.log import verbosity
+
+        status = status and verbosity() >= 0  # -q: no status line
         run_pipeline(predictor, src, sinks, max_frames=max_frames, status=status)
     return 0
 
@@ -284,19 +285,6 @@ def _check_outputs(
         [("--json", json_out), ("--csv", csv_out), ("--video", video_out)],
         input_folders=[("--source", d) for d in folders],
         output_folders=[("--mqtt-spool", spool)],
-    )
-
-
-def _check_tta(predictor: Any) -> None:
-    """--tta on a model that declares no test-time transforms would change nothing."""
-    if len(predictor.task.tta_transforms(predictor.spec)) > 1:
-        return
-    raise click.UsageError(
-        f"--tta would do nothing: {predictor.model_path.name}'s spec gives no test-time "
-        "transforms (only the frame as it is), so each frame would run once, exactly as "
-        "without --tta. Train with the invariances your images really have (e.g. `edgereg "
-        "train ... --invariant rot90,flip` when turning or mirroring the picture does not "
-        "change the answer; docs/training.md), then --tta averages over them."
     )
 
 
