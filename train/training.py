@@ -768,6 +768,7 @@ class _Run:
             from train import plots
         except ImportError as e:  # pragma: no cover - plots ship with train/
             return [f"plots skipped: {e}"]
+        worst = plots.worst_examples(spec, data.y_val, y_pred, 16)
         jobs = [
             ("history.png", lambda p: plots.plot_history(self.out / "history.csv", p)),
             ("pred_vs_true.png", lambda p: plots.plot_pred_vs_true(spec, data.y_val, y_pred, p)),
@@ -781,10 +782,11 @@ class _Run:
                 "examples.png",
                 lambda p: plots.plot_examples(
                     spec,
-                    [read_image(q) for q in data.val_paths[:16]],
-                    data.y_val[:16],
-                    y_pred[:16],
+                    [read_image(data.val_paths[i]) for i in worst],
+                    data.y_val[worst],
+                    y_pred[worst],
                     p,
+                    of=len(data.y_val),
                 ),
             ),
         ]

@@ -87,12 +87,17 @@ def cli(
         echo(v, fg="red", bold=True)
     emit_json(json_out, m)
     if plots_dir is not None:
-        from train.evaluate import load_example_images
-        from train.plots import plot_error_hist, plot_examples, plot_pred_vs_true
+        from train.plots import plot_error_hist, plot_examples, plot_pred_vs_true, worst_examples
 
         plots_dir.mkdir(parents=True, exist_ok=True)
         plot_pred_vs_true(ev.spec, ev.y_true, ev.y_pred, plots_dir / "pred_vs_true.png")
         plot_error_hist(ev.spec, ev.y_true, ev.y_pred, plots_dir / "error_hist.png", ev.image_sizes)
-        idx, imgs = load_example_images(ev.paths, 16)
-        plot_examples(ev.spec, imgs, ev.y_true[idx], ev.y_pred[idx], plots_dir / "examples.png")
+        from edge_runtime.images import read_image
+
+        idx = worst_examples(ev.spec, ev.y_true, ev.y_pred, 16)
+        imgs = [read_image(ev.paths[i]) for i in idx]
+        plot_examples(
+            ev.spec, imgs, ev.y_true[idx], ev.y_pred[idx], plots_dir / "examples.png",
+            of=len(ev.y_true),
+        )  # fmt: skip
         echo(f"wrote plots to {plots_dir}")
