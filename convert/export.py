@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
-import os
 import re
 import shutil
 import tempfile
@@ -27,6 +26,7 @@ import numpy as np
 
 from edge_runtime.atomic import atomic_write_bytes
 from edge_runtime.errors import ModelFileError, OptionError, OutputError, SpecError
+from edge_runtime.log import quiet_native
 from edge_runtime.metadata import embed_spec
 from edge_runtime.outputs import check_outputs
 from edge_runtime.ownership import claim_folder, mark, only_names
@@ -261,7 +261,7 @@ def convert_variant(saved_model_dir: str | Path, variant: Variant, ctx: ConvertC
     conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
     variant.configure(conv, ctx)
     try:
-        with _quiet_fds():
+        with quiet_native():  # the converter's C++ chatter (shown with -v)
             return bytes(conv.convert())
     except Exception as e:  # ConverterError and friends
         if _DISK_FULL.search(str(e)):
@@ -286,26 +286,6 @@ def _conversion_message(variant: Variant, e: Exception) -> str:
     first = next((ln.strip() for ln in text.splitlines() if "error" in ln.lower()), text[:300])
     where = f" (ops: {', '.join(ops)})" if ops else ""
     return f"variant {variant.name}: the TFLite converter failed{where}: {first}; {hint}"
-
-
-@contextlib.contextmanager
-def _quiet_fds() -> Iterator[None]:
-    """Silence the converter's C++ chatter on stderr unless EDGEREG_VERBOSE is set."""
-    if os.environ.get("EDGEREG_VERBOSE"):
-        yield
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def io_quantization(model: bytes) -> dict[str, Any]:

@@ -199,14 +199,9 @@ def verify_file(
 
 
 def _iter(items: Sequence[Any], progress: Callable[[str], None] | None, label: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        yield from items
-        return
-    yield from tqdm(
-        items, desc=f"verify {label}", unit="img", leave=False, disable=progress is None
-    )
+    from edge_runtime.log import progress as progress_bar
+
+    yield from progress_bar(items, desc=f"verify {label}", unit="img", enabled=progress is not None)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

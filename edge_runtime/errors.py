@@ -96,6 +96,14 @@ class NetworkError(EdgeregError, RuntimeError):
     exit_code = 14
 
 
+class TtaError(SpecError):
+    """``--tta`` on a model whose spec declares no test-time transforms: it would change
+    nothing. Exit code 2, like any other option that does not fit (``run``, ``eval`` and
+    ``bench`` say it in the same words: :func:`edge_runtime.predictor.check_tta`)."""
+
+    exit_code = 2
+
+
 EXIT_CODES = {
     cls.__name__: cls.exit_code
     for cls in (
@@ -113,5 +121,6 @@ EXIT_CODES = {
         TrainingError,
         ClashError,
         NetworkError,
+        TtaError,
     )
 }

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import flatbuffer as fb
 from .errors import BackendError, ModelFileError
+from .log import quiet_native
 from .metadata import read_metadata
 
 #: name -> module holding ``Interpreter`` and ``load_delegate``
@@ -416,7 +417,8 @@ def make_interpreter(
             interp = be.Interpreter(
                 model_content=model, num_threads=threads, experimental_delegates=delegates
             )
-        interp.allocate_tensors()
+        with quiet_native():  # LiteRT's "INFO: Created ... XNNPACK delegate" (shown with -v)
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         msg = str(e).strip().splitlines()
         detail = " ".join(m.strip() for m in msg if m.strip())[:400]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import html
 import json
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NetworkError
+from .log import get_logger
 from .sinks import Sink, record
 
 __all__ = ["LiveViewSink", "parse_serve"]
@@ -53,8 +53,11 @@ def parse_serve(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+_LOG = get_logger("serve")
+
+
 def _log(msg: str) -> None:
-    print(f"[serve] {msg}", file=sys.stderr, flush=True)
+    _LOG.info(f"[serve] {msg}")
 
 
 class LiveViewSink(Sink):
@@ -137,7 +140,9 @@ class LiveViewSink(Sink):
             latest = self._latest
         if latest is None:
             return None
-        return json.dumps(record(*latest), separators=(",", ":"), allow_nan=False).encode()
+        return json.dumps(
+            record(*latest, raw=self.raw), separators=(",", ":"), allow_nan=False
+        ).encode()
 
     def next_jpeg(self, after: int, timeout: float = 1.0) -> tuple[int, bytes] | None:
         """The newest frame as JPEG once it is newer than ``after`` (None: none came in

@@ -30,11 +30,11 @@ import configparser
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import socket
 import ssl
-import sys
 import threading
 import time
 from collections import deque
@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .errors import ClashError, NetworkError, OutputError
+from .log import get_logger
 from .sinks import Sink, record
 
 __all__ = [
@@ -75,8 +76,11 @@ _FATAL_CONNACK = {
 }
 
 
-def _log(msg: str) -> None:
-    print(f"[mqtt] {msg}", file=sys.stderr, flush=True)
+_LOG = get_logger("mqtt")
+
+
+def _log(msg: str, level: int = logging.WARNING) -> None:
+    _LOG.log(level, f"[mqtt] {msg}")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -489,7 +493,7 @@ class MqttSink(Sink):
     ) -> None:
         if self._fatal is not None:
             raise self._fatal
-        rec = record(frame, result, latency_ms)
+        rec = record(frame, result, latency_ms, self.raw)
         rec["device"] = self.device
         self.queue.put(json.dumps(rec, separators=(",", ":"), allow_nan=False).encode())
         self._wake.set()
@@ -515,7 +519,10 @@ class MqttSink(Sink):
         if not waiting or self._hurry or self._fatal is not None:
             return
         limit = self.options.drain_s
-        _log(f"delivering {waiting} queued results (up to {limit:g} s; Ctrl-C to stop waiting)")
+        _log(
+            f"delivering {waiting} queued results (up to {limit:g} s; Ctrl-C to stop waiting)",
+            logging.INFO,
+        )
         deadline = time.monotonic() + limit
         while len(self.queue) and self._fatal is None and not self._hurry:
             if time.monotonic() >= deadline:
@@ -659,7 +666,7 @@ class MqttSink(Sink):
                 f"away; {len(self.queue)} results waiting are being delivered in order"
             )
         else:
-            _log(f"connected to {self.where}, publishing to {self.topic}")
+            _log(f"connected to {self.where}, publishing to {self.topic}", logging.INFO)
         self._attempt, self._down_since = 0, None
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:

@@ -46,6 +46,7 @@ import numpy as np
 
 from .draw import annotate
 from .errors import EdgeregError
+from .log import get_logger
 from .sinks import Sink
 
 __all__ = ["RunSummary", "StatusLine", "run_pipeline"]
@@ -53,8 +54,12 @@ __all__ = ["RunSummary", "StatusLine", "run_pipeline"]
 Log = Callable[[str], None]
 
 
+_LOG = get_logger("run")
+
+
 def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """The default ``log`` of :func:`run_pipeline`: the ``edgereg.run`` logger (INFO)."""
+    _LOG.info(line)
 
 
 class StatusLine:

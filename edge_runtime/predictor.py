@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelFileError, SpecError
+from .errors import ModelFileError, SpecError, TtaError
 from .interpreter import dequantize, make_interpreter, quant_params, quantize
 from .metadata import read_model_bytes, spec_from_model_bytes
 from .postprocess import Result, decode_result
@@ -38,7 +38,24 @@ from .preprocess import (
 from .smoothing import make_smoother
 from .spec import MAX_SPEC_BYTES, ModelSpec
 
-__all__ = ["Predictor", "PredictorOptions", "Result", "load_spec_file"]
+__all__ = ["Predictor", "PredictorOptions", "Result", "check_tta", "load_spec_file"]
+
+
+def check_tta(spec: ModelSpec, where: str = "the model") -> list[str]:
+    """The test-time transforms of ``spec`` for ``--tta``, or :class:`TtaError` when there
+    is only the frame as it is (``--tta`` would change nothing). One message for ``run``,
+    ``eval`` and ``bench``."""
+    names = spec.task_kind.tta_transforms(spec)
+    if len(names) > 1:
+        return names
+    raise TtaError(
+        f"--tta would do nothing: {where}'s spec declares no invariances usable at test "
+        f"time ({list(spec.invariances) or 'none'} for a {spec.task} task), so each frame "
+        "would run once, exactly as without --tta. Train with the invariances your images "
+        "really have (e.g. `edgereg train ... --invariant rot90,flip` when turning or "
+        "mirroring the picture does not change the answer; docs/training.md), then --tta "
+        "averages over them; or drop --tta."
+    )
 
 
 @dataclass
@@ -121,7 +138,8 @@ class Predictor:
         h, w = spec.input_height, spec.input_width
         self._rgb = np.empty((h, w, 3), np.uint8)  # colour-swap buffer, reused every frame
         self.task = spec.task_kind
-        self._transforms = self.task.tta_transforms(spec) if options.tta else ["identity"]
+        name = self.model_path.name
+        self._transforms = check_tta(spec, name) if options.tta else ["identity"]
         self.smoother = make_smoother(options.smoothing, **options.smoothing_params)
         self._closed = False
 

@@ -9,7 +9,8 @@ all sinks by :func:`edge_runtime.draw.annotate`); the others get ``None``. The M
 (:mod:`edge_runtime.mqtt`) and the live view (:mod:`edge_runtime.liveview`) implement
 the same interface.
 
-JSON lines (one object per frame, keys always present, in this order)::
+JSON lines (one object per frame, keys always present, in this order; the schema is
+``docs/result.schema.json``, made by :mod:`edge_runtime.schema`)::
 
     {"frame": 12, "t": 400.0, "latency_ms": 7.31, "file": null, "result": {...}}
 
@@ -20,7 +21,8 @@ JSON lines (one object per frame, keys always present, in this order)::
 - ``latency_ms``: from the moment the frame was read to the result being ready
   (includes any time waiting in the newest-frame slot, decode, preprocess, invoke).
 - ``file``: the image path for image folders/globs, else ``null``.
-- ``result``: ``Result.to_dict()`` of :mod:`edge_runtime.postprocess`.
+- ``result``: ``Result.to_dict()`` of :mod:`edge_runtime.postprocess` (with ``raw``, the
+  model's raw output, only when the sink was made with ``raw=True``: ``run --raw``).
 
 JSON and CSV are streams: each line is written with one ``write`` call and flushed, so
 a killed run leaves only whole lines (at most the line being formed is lost), and a
@@ -50,6 +52,8 @@ import numpy as np
 
 from .atomic import replace_into, temp_beside
 from .errors import OutputError
+from .log import get_logger
+from .postprocess import MS_DECIMALS
 from .tasks.base import fmt_number
 from .videocheck import incomplete_reason
 
@@ -64,6 +68,9 @@ __all__ = [
     "has_display",
     "record",
 ]
+
+
+_LOG = get_logger("run")
 
 
 def _clean(o: Any) -> Any:
@@ -82,15 +89,16 @@ def _clean(o: Any) -> Any:
     return o
 
 
-def record(frame: Any, result: Any, latency_ms: float) -> dict[str, Any]:
-    """The JSON-lines object for one frame (see the module docstring)."""
+def record(frame: Any, result: Any, latency_ms: float, raw: bool = False) -> dict[str, Any]:
+    """The JSON-lines object for one frame (see the module docstring): the same object
+    is the MQTT payload (plus ``device``) and the live view's ``/latest.json``."""
     t = frame.timestamp_ms
     return {
         "frame": int(frame.index),
         "t": None if t is None else round(float(t), 3),
-        "latency_ms": round(float(latency_ms), 3),
+        "latency_ms": round(float(latency_ms), MS_DECIMALS),
         "file": getattr(frame, "name", None),
-        "result": _clean(result.to_dict()),
+        "result": _clean(result.to_dict(raw=raw)),
     }
 
 
@@ -104,6 +112,8 @@ class Sink:
 
     #: short name for messages, e.g. ``"json"``, ``"video"``, ``"mqtt"``
     label: str = "sink"
+    #: whether JSON records carry the model's raw output (``run --raw``)
+    raw: bool = False
     #: a reason string when the sink asks the frame loop to stop (the preview's ``q``)
     stop_request: str | None = None
     state: str = "open"
@@ -219,10 +229,14 @@ class JsonlSink(_LinesSink):
 
     label = "json"
 
+    def __init__(self, path: str | Path, raw: bool = False) -> None:
+        super().__init__(path)
+        self.raw = raw
+
     def write(
         self, frame: Any, result: Any, latency_ms: float, image: np.ndarray | None = None
     ) -> None:
-        rec = record(frame, result, latency_ms)
+        rec = record(frame, result, latency_ms, self.raw)
         self._out.write_line(json.dumps(rec, separators=(",", ":"), allow_nan=False))
         self.lines += 1
 
@@ -441,11 +455,7 @@ class PreviewSink(Sink):
         self.enabled = has_display()
         self.quit_requested = False
         if not self.enabled:
-            print(
-                "[preview] no display (DISPLAY/WAYLAND_DISPLAY unset): preview is off",
-                file=sys.stderr,
-                flush=True,
-            )
+            _LOG.warning("[preview] no display (DISPLAY/WAYLAND_DISPLAY unset): preview is off")
 
     @property
     def needs_image(self) -> bool:
@@ -467,7 +477,7 @@ class PreviewSink(Sink):
         except cv2.error as e:
             self.enabled = False
             msg = str(e).strip().splitlines()[-1] if str(e).strip() else "unavailable"
-            print(f"[preview] cannot open a window ({msg}): preview is off", file=sys.stderr)
+            _LOG.warning(f"[preview] cannot open a window ({msg}): preview is off")
             return
         if key in (ord("q"), 27):
             self.quit_requested = True

@@ -32,7 +32,6 @@ from __future__ import annotations
 import glob as globmod
 import os
 import re
-import sys
 import threading
 import time
 from collections import deque
@@ -46,6 +45,7 @@ import numpy as np
 
 from .errors import EdgeregError, ImageError, SourceError
 from .images import IMAGE_SUFFIXES, read_image
+from .log import get_logger
 
 __all__ = [
     "Frame",
@@ -102,8 +102,11 @@ class Capture(Protocol):
     def release(self) -> None: ...
 
 
+_LOG = get_logger("source")
+
+
 def _log(msg: str) -> None:
-    print(f"[source] {msg}", file=sys.stderr, flush=True)
+    _LOG.warning(f"[source] {msg}")
 
 
 class FrameSource:

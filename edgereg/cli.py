@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import click
 
@@ -37,6 +38,50 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _set_verbosity(level: int) -> Any:
+    def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value:
+            from edge_runtime.log import configure
+
+            configure(level)
+
+    return callback
+
+
+def verbosity_options() -> list[click.Option]:
+    """``-q``/``-v``: given to the group and to every subcommand, so both
+    ``edgereg -q train ...`` and ``edgereg train ... -q`` work; the level reaches the
+    subprocesses ``edgereg demo`` runs through the environment (``EDGEREG_VERBOSITY``)."""
+    return [
+        click.Option(
+            ["-q", "--quiet"],
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_set_verbosity(-1),
+            help="Warnings and errors only: no progress, no step messages.",
+        ),
+        click.Option(
+            ["-v", "--verbose"],
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_set_verbosity(1),
+            help="Details too, and what TensorFlow/LiteRT print natively.",
+        ),
+    ]
+
+
+def _add_verbosity(cmd: click.Command) -> click.Command:
+    names = {n for p in cmd.params for n in getattr(p, "opts", [])}
+    if "--verbose" not in names and "-q" not in names and "-v" not in names:
+        cmd.params.extend(verbosity_options())
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _add_verbosity(sub)
+    return cmd
+
+
 class LazyGroup(click.Group):
     """A click group that imports a subcommand's module only when it is used."""
 
@@ -47,7 +92,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module = importlib.import_module(COMMANDS[name][0])
-        return module.cli
+        return _add_verbosity(module.cli)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
@@ -55,7 +100,11 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    params=verbosity_options(),
+)
 @click.version_option(__version__, prog_name="edgereg")
 def cli() -> None:
     """edgereg: from a folder of labelled camera images to a number on a Raspberry Pi.
@@ -64,6 +113,9 @@ def cli() -> None:
     Workstation:  samples -> data check -> train -> eval -> convert
     Device:       run, bench   (no TensorFlow needed)
     First time:   edgereg demo
+
+    Messages go to stderr (-q: warnings only; -v: details and native libraries' lines),
+    results to stdout or the files you name.
     """
 
 
@@ -75,7 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     (docs/reliability.md lists them all).
     """
     from edge_runtime.errors import EdgeregError
+    from edge_runtime.log import configure
 
+    configure()  # the inherited level (EDGEREG_VERBOSITY); -q/-v change it while parsing
     try:
         rv = cli.main(args=argv, prog_name="edgereg", standalone_mode=False)
     except click.exceptions.Abort:

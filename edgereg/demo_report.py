@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,9 @@ def write_heldout_video(val_dir: Path, out: Path, task: str) -> tuple[Path, int]
     return out, len(ds.samples)
 
 
-#: Keys of a JSON result that every task has; the rest are the task's own fields.
-_COMMON_KEYS = {"task", "raw", "invoke_ms", "total_ms", "timestamp_ms"}
+#: Keys of a JSON result that every task has (docs/result.schema.json); the rest are the
+#: task's own fields.
+_COMMON_KEYS = {"task", "raw", "frame_width", "frame_height", "invoke_ms", "total_ms"}
 
 
 def _jsonl_predictions(path: Path, spec: ModelSpec) -> tuple[np.ndarray, list[float]]:
@@ -56,7 +58,8 @@ def _jsonl_predictions(path: Path, spec: ModelSpec) -> tuple[np.ndarray, list[fl
         r = rec["result"]
         lat.append(float(rec.get("latency_ms") or r.get("total_ms") or 0.0))
         fields = {k: v for k, v in r.items() if k not in _COMMON_KEYS}
-        res = Result(spec.task, np.asarray(r["raw"], np.float32), fields)
+        size = (r["frame_width"], r["frame_height"])
+        res = Result(spec.task, np.asarray(r.get("raw", []), np.float32), fields, frame_size=size)
         preds.append(spec.task_kind.prediction(spec, res))
     return np.asarray(preds, dtype=np.float32), lat
 
@@ -133,49 +136,217 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+def _img(path: Path, caption: str | None = None) -> str:
+    return _img_bytes(path.read_bytes(), path.stem, caption or path.stem.replace("_", " "))
+
+
+def _img_bytes(png: bytes, alt: str, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    cls = ' class="still"' if "video" in alt else ""
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.stem)}">'
-        f"<figcaption>{html.escape(path.stem.replace('_', ' '))}</figcaption></figure>"
+        f'<figure{cls}><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
+
+
+def _inline(text: str) -> str:
+    """Escaped text with `code` spans."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _table(cells: list[list[str]]) -> str:
+    head = "".join(f"<th>{_inline(c)}</th>" for c in cells[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in cells[1:]
+    )
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _drop_title(md: str) -> str:
+    """The Markdown without its first ``# `` title (the page has its own heading)."""
+    lines = md.splitlines()
+    return "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines)
+
+
+def markdown_html(md: str) -> str:
+    """The small Markdown the reports use (headings, tables, bullets, paragraphs) as HTML.
+
+    Hand-written rather than a Markdown package: the reports are ours and use four
+    constructs, and the demo must not need a dependency the device install lacks."""
+    out: list[str] = []
+    lines = md.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        if line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                if not set(lines[i].replace("|", "").strip()) <= set("-: "):
+                    rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            out.append(_table(rows))
+            continue
+        if line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{_inline(lines[i][2:])}</li>")
+                i += 1
+            out.append("<ul>" + "".join(items) + "</ul>")
+            continue
+        if line.startswith("#"):
+            level = min(4, len(line) - len(line.lstrip("#")) + 2)
+            out.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
+        elif line:
+            out.append(f"<p>{_inline(line)}</p>")
+        i += 1
+    return "\n".join(out)
+
+
+def training_html(run: Path) -> str:
+    """The training summary: its header lines, the metrics beside the baseline as a table,
+    and the not-learnt warning (if any) as a box."""
+    summary = run / "summary.txt"
+    if not summary.exists():
+        return "<p>(no summary.txt)</p>"
+    text = summary.read_text()
+    head = text.split("\n\n", 1)[0].splitlines()[1:]
+    parts = ["<ul>" + "".join(f"<li>{_inline(h)}</li>" for h in head) + "</ul>"]
+    metrics = (
+        json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
+    )
+    rows = [["metric", "model", "baseline (training mean / majority)"]]
+    for k, v in metrics.items():
+        if f"baseline_{k}" in metrics and isinstance(v, (int, float)):
+            rows.append([k, _fmt(float(v)), _fmt(metrics[f"baseline_{k}"])])
+    if len(rows) > 1:
+        parts.append(_table(rows))
+    box = [ln.strip() for ln in text.splitlines()]
+    if any(ln.startswith("WARNING:") for ln in box):
+        start = next(j for j, ln in enumerate(box) if ln.startswith("WARNING:"))
+        body = [ln for ln in box[start:] if ln and not set(ln) <= {"!"}]
+        items = "".join(f"<li>{_inline(ln.lstrip('- '))}</li>" for ln in body[1:])
+        parts.append(f'<div class="warn"><p><b>{_inline(body[0])}</b></p><ul>{items}</ul></div>')
+    return "\n".join(parts)
+
+
+def video_still(video: Path, index: int = 0) -> bytes | None:
+    """One frame of the annotated video as PNG bytes (None when it cannot be read)."""
+    cap = cv2.VideoCapture(str(video))
+    try:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, img = cap.read()
+    finally:
+        cap.release()
+    if not ok or img is None:
+        return None
+    ok, png = cv2.imencode(".png", img)
+    return png.tobytes() if ok else None
+
+
+def device_html(jsonl: Path | None, n: int = 4) -> str:
+    """What the device printed for the first ``n`` frames: a table (frame, time, latency,
+    the task's fields) and the lines themselves."""
+    lines = device_lines(jsonl, n)
+    if not lines or jsonl is None:
+        return ""
+    common = {"task", "frame_width", "frame_height", "invoke_ms", "total_ms", "raw"}
+    rows = []
+    for line in lines:
+        rec = json.loads(line)
+        r = rec["result"]
+        fields = {k: v for k, v in r.items() if k not in common}
+        rows.append(
+            f"<tr><td>{rec['frame']}</td><td>{_fmt(rec['t'], 1)}</td>"
+            f"<td>{_fmt(rec['latency_ms'], 2)}</td>"
+            f"<td>{r['frame_width']}×{r['frame_height']}</td>"
+            f"<td>{html.escape(json.dumps(fields, separators=(', ', ': ')))}</td></tr>"
+        )
+    head = (
+        "<tr><th>frame</th><th>t (ms)</th><th>latency (ms)</th><th>frame size</th>"
+        "<th>result</th></tr>"
+    )
+    return (
+        f"<p>What <code>edgereg run</code> wrote for the first {len(lines)} frames "
+        f"(<code>{html.escape(jsonl.name)}</code>, one JSON line per frame; schema: "
+        "<code>docs/result.schema.json</code>):</p>"
+        f'<div class="scroll"><table class="device"><thead>{head}</thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+        f'<details><summary>the lines as written</summary><pre class="device">'
+        f"{html.escape(chr(10).join(lines))}</pre></details>"
+    )
+
+
+def device_lines(jsonl: Path | None, n: int = 3) -> list[str]:
+    """The first ``n`` JSON lines `edgereg run` printed."""
+    if jsonl is None or not jsonl.exists():
+        return []
+    with jsonl.open() as f:
+        return [line.rstrip("\n") for _, line in zip(range(n), f, strict=False)]
+
+
+_CSS = """
+body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+td, th { border: 1px solid #bbb; padding: 4px 8px; text-align: right; vertical-align: top; }
+td:first-child, th:first-child { text-align: left; }
+th { background: #f0f0f0; }
+figure { display: inline-block; margin: 6px; vertical-align: top; }
+img { max-width: 100%; } figure img { max-width: 520px; }
+table { font-size: 0.92em; }
+td:not(:first-child) { white-space: nowrap; }
+td code { white-space: nowrap; }
+pre { background: #f4f4f4; padding: 8px; white-space: pre-wrap; overflow-wrap: anywhere; }
+code { background: #f4f4f4; padding: 0 2px; }
+figure.still img { width: 480px; max-width: 100%; image-rendering: pixelated; }
+table.device td:last-child { white-space: normal; font-family: monospace; text-align: left; }
+.warn { border: 2px solid #c00; background: #fff4f4; padding: 4px 12px; margin: 1em 0; }
+"""
 
 
 def write_html(
-    out: Path, task: str, run: Path, table_md: str, rows: list[dict[str, Any]], video: Path
+    out: Path,
+    task: str,
+    run: Path,
+    table_md: str,
+    rows: list[dict[str, Any]],
+    video: Path,
+    jsonl: Path | None = None,
 ) -> Path:
-    """A one-page report: the table, the conversion report and the run's plots, inline."""
+    """A one-page report: the results table, a still of the annotated video and a link to
+    it, what the device printed for a few frames, the plots, the training summary and the
+    conversion report, as HTML tables (images inline)."""
     md_rows = [r for r in table_md.splitlines() if r.startswith("|") and not r.startswith("|---")]
-    cells = [[c.strip() for c in r.strip("|").split("|")] for r in md_rows]
-    thead = "".join(f"<th>{html.escape(c)}</th>" for c in cells[0])
-    tbody = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells[1:]
-    )
+    results = _table([[c.strip() for c in r.strip().strip("|").split("|")] for r in md_rows])
     plots = sorted((run / "plots").glob("*.png")) if (run / "plots").is_dir() else []
     conv = run / "export" / "report.md"
-    summary = run / "summary.txt"
+    still = video_still(video) if video.exists() else None
+    link = os.path.relpath(video, out.parent)
+    still_html = (
+        _img_bytes(still, "annotated video, first frame", "first frame of the annotated video")
+        if still
+        else "<p>(no still: the video could not be read)</p>"
+    )
+    device = device_html(jsonl)
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>edgereg demo: {html.escape(task)}</title>
-<style>
-body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #bbb; padding: 4px 10px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-figure {{ display: inline-block; margin: 6px; }} img {{ max-width: 520px; }}
-pre {{ background: #f4f4f4; padding: 8px; overflow-x: auto; }}
-</style></head><body>
+<style>{_CSS}</style></head><body>
 <h1>edgereg demo: {html.escape(task)}</h1>
 <p>Sample data → fine-tuned MobileNet → TFLite (fp32, int8) → the device runtime on a video
 of held-out frames. Metrics are on the held-out images, in the task's units, beside the
 trivial baseline (predicting the training mean / majority class).</p>
-<table><thead><tr>{thead}</tr></thead><tbody>{tbody}</tbody></table>
-<p>Annotated video: <code>{html.escape(video.name)}</code></p>
+{results}
+<h2>On the device</h2>
+{still_html}
+<p>Annotated video: <a href="{html.escape(link)}">{html.escape(video.name)}</a></p>
+{device}
 <h2>Plots</h2>
 {"".join(_img(p) for p in plots)}
 <h2>Training summary</h2>
-<pre>{html.escape(summary.read_text()) if summary.exists() else "(none)"}</pre>
+{training_html(run)}
 <h2>Conversion report</h2>
-<pre>{html.escape(conv.read_text()) if conv.exists() else "(none)"}</pre>
+{markdown_html(_drop_title(conv.read_text())) if conv.exists() else "<p>(none)</p>"}
 </body></html>
 """
     atomic_write_text(out, page)

@@ -9,7 +9,10 @@
 #                     tests start their own broker on 127.0.0.1 with their own config, the
 #                     service itself is not used (no init system needed).
 #   openssl           a throwaway CA and server certificate for the mqtts:// test.
-#   chromium          a real headless browser for the live view (tests/test_liveview.py).
+#   chromium          a real headless browser for the live view (tests/test_liveview.py)
+#                     and the demo's report (tests/test_report.py).
+#   systemd           systemd-analyze verify for the unit in docs/raspberry-pi.md
+#                     (tests/test_raspberry_pi_doc.py); installing it starts no service.
 #
 # Installed without recommends, so binfmt-support is not pulled in and nothing is
 # registered with the host kernel: the test calls qemu-aarch64-static explicitly.
@@ -17,7 +20,7 @@
 # state under .cache/aarch64/ (no `dpkg --add-architecture`, the host's dpkg is untouched).
 set -euo pipefail
 
-pkgs=(qemu-user-static mosquitto mosquitto-clients openssl chromium)
+pkgs=(qemu-user-static mosquitto mosquitto-clients openssl chromium systemd)
 
 missing=()
 for p in "${pkgs[@]}"; do

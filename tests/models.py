@@ -31,6 +31,11 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "keypoints": {"num_keypoints": 3, "flip_pairs": ((0, 1),)},
     "value": {"value_range": (80.0, 350.0), "units": "mg/L", "target_name": "conc"},
     "class": {"class_names": ("empty", "full")},
+    # a pressure gauge: 0 bar at 225 degrees, 10 bar at 135, clockwise from up
+    "angle": {
+        "params": {"zero_deg": 0.0, "clockwise": True, "gauge": [225.0, 135.0, 0.0, 10.0]},
+        "units": "bar",
+    },
 }
 
 

@@ -110,7 +110,7 @@ def json_lines(text: str) -> list[dict]:
 def test_run_video_one_correct_json_line_per_frame(assets, task):
     d, models, videos = assets
     video = videos["dots" if task in ("point", "keypoints") else "colours"]
-    out = edgereg("run", models[task], "--source", video, "--json", "-", cwd=d)
+    out = edgereg("run", models[task], "--source", video, "--json", "-", "--raw", cwd=d)
     assert out.returncode == 0, out.stderr
     assert "HEAVY=\n" in out.stderr + "\n", "edgereg run imported TensorFlow"
     recs = json_lines(out.stdout)  # stdout is JSON only: the status line is on stderr
@@ -124,7 +124,7 @@ def test_run_video_one_correct_json_line_per_frame(assets, task):
     from edge_runtime.predictor import Predictor
 
     with Predictor.create_from_model_path(models[task], color_order="BGR") as p:
-        expected = [p.predict(f).to_dict() for f in decode_all(video)]
+        expected = [p.predict(f).to_dict(raw=True) for f in decode_all(video)]
     assert len(expected) == N
     for r, e in zip(recs, expected, strict=True):
         assert r["result"]["raw"] == pytest.approx(e["raw"], abs=1e-6)

@@ -109,6 +109,23 @@ def test_tta_without_test_time_transforms_is_refused(assets, tmp_path):
     assert len(json_lines(r.stdout)) == 12
 
 
+@pytest.mark.slow
+def test_tta_refusal_is_the_same_in_run_eval_and_bench(assets, tmp_path):
+    d, model, video = assets
+    said = {}
+    for cmd, args in (
+        ("run", ["--source", video]),
+        ("eval", [tmp_path / "no_data_needed"]),
+        ("bench", ["--frames", "1", "--no-startup"]),
+    ):
+        r = edgereg(cmd, model, *args, "--tta", cwd=tmp_path, timeout=300)
+        assert r.returncode == 2, (cmd, r.stderr)
+        assert "Traceback" not in r.stderr and r.stdout == ""
+        said[cmd] = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert said["run"] == said["eval"] == said["bench"]
+    assert len(said["run"]) == 1 and "--tta would do nothing" in said["run"][0]
+
+
 # --------------------------------------------------------------------------- signals
 def _silent_broker():
     from broker import SilentServer

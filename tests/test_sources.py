@@ -14,6 +14,13 @@ from edge_runtime.errors import SourceError
 from edge_runtime.sources import LiveSource, open_source, parse_source
 
 
+def logged(caplog) -> str:
+    """What edgereg's loggers said since the last call (library code logs, not prints)."""
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    caplog.clear()
+    return text
+
+
 def make_video(path: Path, n: int, fps: float = 30.0, size: tuple[int, int] = (64, 48)) -> Path:
     """A real MJPG .avi whose frame i has mean brightness ~ 4*i (known per frame)."""
     w, h = size
@@ -172,7 +179,7 @@ class _NotOpened:
         pass
 
 
-def test_camera_lost_mid_stream_is_reopened_with_backoff(video, capfd):
+def test_camera_lost_mid_stream_is_reopened_with_backoff(video, caplog):
     """Open 1 fails after 5 frames, the device is then missing for 2 attempts, then it
     comes back: the source reconnects with growing delays and frames keep coming."""
     plan = ["flaky", "missing", "missing", "good"]
@@ -196,7 +203,7 @@ def test_camera_lost_mid_stream_is_reopened_with_backoff(video, capfd):
     assert [brightness_index(f.image) for f in frames] == list(range(5)) + list(range(10))
     assert opened == ["flaky", "missing", "missing", "good"]
     assert src.stats.reconnects == 1 and src.stats.failed_opens == 2
-    err = capfd.readouterr().err
+    err = logged(caplog)
     assert "read failed" in err
     assert "reconnect attempt 1 in 0.05 s" in err
     assert "reconnect attempt 2 in 0.10 s" in err
@@ -204,7 +211,7 @@ def test_camera_lost_mid_stream_is_reopened_with_backoff(video, capfd):
     assert "reconnected after 3 attempt(s)" in err
 
 
-def test_backoff_is_capped(video, capfd):
+def test_backoff_is_capped(video, caplog):
     calls = []
 
     def opener():
@@ -220,7 +227,7 @@ def test_backoff_is_capped(video, capfd):
         assert src.read() is not None
     finally:
         src.close()
-    err = capfd.readouterr().err
+    err = logged(caplog)
     delays = [float(x.split(" in ")[1].split()[0]) for x in err.splitlines() if " in " in x]
     assert delays == [0.01, 0.02, 0.04, 0.04, 0.04, 0.04]
 
@@ -252,7 +259,7 @@ class StallingCaptureStandIn:
         self.inner.release()
 
 
-def test_stalled_stream_is_detected_and_reopened(video, capfd):
+def test_stalled_stream_is_detected_and_reopened(video, caplog):
     caps = []
 
     def opener():
@@ -270,7 +277,7 @@ def test_stalled_stream_is_detected_and_reopened(video, capfd):
         src.close()
     assert [brightness_index(f.image) for f in frames] == [0, 1, 2, 0, 1, 2, 3, 4]
     assert src.stats.stalls == 1 and src.stats.reconnects == 1
-    assert "stalled: no frame for 1 s" in capfd.readouterr().err
+    assert "stalled: no frame for 1 s" in logged(caplog)
 
 
 def test_reconnect_off_turns_a_loss_into_source_error(video):

@@ -237,7 +237,7 @@ def _resolved_spec(resolved: ResolvedModel, task: str | None, tta: bool, backend
         if spec is None:
             raise SpecError(f"{resolved.path}: carries no embedded spec")
     if tta:
-        check_tta(spec)
+        check_tta(spec, Path(resolved.path).name)
     if task is not None and task != spec.task:
         raise SpecError(
             f"--task {task}: the model {resolved.path} is a {spec.task} model; "
@@ -357,16 +357,11 @@ def predict_keras(
     return np.concatenate(outs)
 
 
-def check_tta(spec: ModelSpec) -> list[str]:
+def check_tta(spec: ModelSpec, where: str = "the model") -> list[str]:
     """The test-time transforms for ``spec`` (the device runtime's own list), or SpecError."""
-    names = spec.task_kind.tta_transforms(spec)
-    if len(names) < 2:
-        raise SpecError(
-            "--tta: the model's spec declares no invariances usable at test time "
-            f"({list(spec.invariances) or 'none'} for a {spec.task} task), so there is "
-            "nothing to average over; train with --invariant (e.g. rot90,flip) or drop --tta"
-        )
-    return names
+    from edge_runtime.predictor import check_tta as refuse_useless_tta
+
+    return refuse_useless_tta(spec, where)
 
 
 def _check_keras_shapes(model: Any, spec: ModelSpec, where: Any) -> None:

@@ -176,6 +176,16 @@ def plot_error_hist(
 
 
 # --------------------------------------------------------------------------- examples
+def worst_examples(
+    spec: ModelSpec, y_true: np.ndarray, y_pred: np.ndarray, n: int = 16
+) -> np.ndarray:
+    """Indices of the ``n`` examples with the largest error (the task's ``example_errors``),
+    worst first."""
+    err = np.asarray(tasks.get(spec.task).example_errors(spec, y_true, y_pred), np.float64)
+    err = np.where(np.isfinite(err), err, np.inf)
+    return np.argsort(-err, kind="stable")[:n]
+
+
 def plot_examples(
     spec: ModelSpec,
     images_rgb_uint8: list[np.ndarray] | np.ndarray,
@@ -183,10 +193,13 @@ def plot_examples(
     y_pred: np.ndarray,
     out_png: str | Path,
     max_n: int = 16,
+    of: int | None = None,
 ) -> Path:
     """A grid of images with the truth (green) and the prediction (red) drawn on them.
 
-    Images are at their original size (any size each); the task draws its labels.
+    Images are at their original size (any size each); the task draws its labels. ``of``:
+    the images are the worst ``len(images)`` of ``of`` validation images
+    (:func:`worst_examples`, worst first), and the title says so.
     """
     plt = _plt()
     task = tasks.get(spec.task)
@@ -211,7 +224,12 @@ def plot_examples(
         img = np.asarray(images_rgb_uint8[i])
         ax.imshow(img)
         task.plot_example(spec, ax, img, y_true[i], y_pred[i])
-    fig.suptitle(f"Validation examples ({task.examples_legend})", fontsize=10)
+    which = (
+        f"the {n} worst of {of} by {task.example_error_name}, worst first"
+        if of is not None
+        else f"{n} of them"
+    )
+    fig.suptitle(f"Validation examples: {which} ({task.examples_legend})", fontsize=10)
     return _save(fig, out_png)
 
 

@@ -205,14 +205,9 @@ def write_split(
         (task, seed, split, [(i, plan[i]) for i in range(a, min(n, a + chunk))])
         for a in range(0, n, chunk)
     ]
-    bar: Any = None
-    if progress:
-        try:
-            from tqdm import tqdm
+    from edge_runtime.log import progress as progress_bar
 
-            bar = tqdm(total=n, desc=f"{task} {out.name}", unit="img", leave=False)
-        except ImportError:  # pragma: no cover - tqdm is a train extra
-            bar = None
+    bar: Any = progress_bar(total=n, desc=f"{task} {out.name}", unit="img", enabled=progress)
     try:
         lines = [s.header]
         pool = None

@@ -29,7 +29,6 @@ import io
 import json
 import math
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -376,9 +375,10 @@ def _load_config_for_resume(out: Path, options: dict[str, Any]) -> TrainConfig:
     fields = set(TrainConfig.__dataclass_fields__)
     ignored = sorted(k for k, v in options.items() if v not in (None, False, (), []))
     if ignored:
-        print(
-            f"--resume: using the settings saved in {path}; ignoring {', '.join(ignored)}",
-            file=sys.stderr,
+        from edge_runtime.log import get_logger
+
+        get_logger("train").warning(
+            f"--resume: using the settings saved in {path}; ignoring {', '.join(ignored)}"
         )
     from train.dataset import run_options
 
@@ -518,21 +518,26 @@ def _load_images(ds: Any, spec: ModelSpec, what: str, log: _Logger) -> np.ndarra
 
 # --------------------------------------------------------------------------- helpers
 class _Logger:
+    """Training's messages (the ``edgereg.train`` logger) and progress displays."""
+
     def __init__(self, verbose: bool) -> None:
+        from edge_runtime.log import get_logger
+
         self.verbose = verbose
+        self.logger = get_logger("train")
 
     def __call__(self, msg: str) -> None:
         if self.verbose:
-            print(msg, file=sys.stderr, flush=True)
+            self.logger.info(msg)
 
     def warn(self, msg: str) -> None:
-        """Printed even with --quiet: something the user should know."""
-        print(f"warning: {msg}", file=sys.stderr, flush=True)
+        """Shown even with --quiet (a warning): something the user should know."""
+        self.logger.warning(f"warning: {msg}")
 
     def progress(self, it: Any, **kw: Any) -> Any:
-        from tqdm.auto import tqdm
+        from edge_runtime.log import progress
 
-        return tqdm(it, disable=not self.verbose, leave=False, file=sys.stderr, **kw)
+        return progress(it, enabled=self.verbose, **kw)
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -983,6 +988,7 @@ class _Run:
             from train import plots
         except ImportError as e:  # pragma: no cover - plots ship with train/
             return [f"plots skipped: {e}"]
+        worst = plots.worst_examples(spec, data.y_val, y_pred, 16)
         jobs = [
             ("history.png", lambda p: plots.plot_history(self.out / "history.csv", p)),
             ("pred_vs_true.png", lambda p: plots.plot_pred_vs_true(spec, data.y_val, y_pred, p)),
@@ -996,10 +1002,11 @@ class _Run:
                 "examples.png",
                 lambda p: plots.plot_examples(
                     spec,
-                    [read_image(q) for q in data.val_paths[:16]],
-                    data.y_val[:16],
-                    y_pred[:16],
+                    [read_image(data.val_paths[i]) for i in worst],
+                    data.y_val[worst],
+                    y_pred[worst],
                     p,
+                    of=len(data.y_val),
                 ),
             ),
         ]

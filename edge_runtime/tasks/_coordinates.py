@@ -14,11 +14,17 @@ import numpy as np
 
 from ..draw import put_text
 from ..errors import SpecError
-from .base import DeviceTask, FrameGeometry, fmt_number
+from .base import DeviceTask, FrameGeometry, fmt_number, json_number, number_schema
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..postprocess import Result
     from ..spec import ModelSpec
+
+#: Decimals of normalized coordinates in JSON results: 1e-4 of the frame (0.2 px of a
+#: 1920-px frame), finer than any model input of up to 1000 px resolves.
+POINT_DECIMALS = 4
+#: Decimals of pixel coordinates in JSON results (computed before rounding).
+PX_DECIMALS = 2
 
 #: BGR colours for keypoints 0, 1, 2, ... (cycled).
 PALETTE = (
@@ -37,6 +43,8 @@ class CoordinatesTask(DeviceTask):
     spec_fields: ClassVar[frozenset[str]] = frozenset({"num_keypoints", "flip_pairs"})
     #: A free rotation would move points out of the frame: never used at test time.
     free_rotation_tta: ClassVar[bool] = False
+    #: How many points every model of the task has (None: the spec says).
+    fixed_points: ClassVar[int | None] = None
 
     def validate_spec(self, spec: ModelSpec) -> None:
         k = spec.num_keypoints
@@ -73,6 +81,32 @@ class CoordinatesTask(DeviceTask):
 
     def prediction(self, spec: ModelSpec, result: Result) -> np.ndarray:
         return np.asarray(result.outputs["points"], np.float32).reshape(spec.num_keypoints, 2)
+
+    def result_json(self, spec: ModelSpec | None, outputs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "points": json_number(outputs["points"], POINT_DECIMALS),
+            "points_px": json_number(outputs["points_px"], PX_DECIMALS),
+        }
+
+    def result_schema(self, spec: ModelSpec | None = None) -> dict[str, Any]:
+        k = self.fixed_points if spec is None else spec.num_keypoints
+        norm = number_schema(
+            f"normalized to the full frame, origin top-left; rounded to {POINT_DECIMALS} "
+            "decimals (1e-4 of the frame)",
+            POINT_DECIMALS,
+            0.0,
+            1.0,
+        )
+        px = number_schema(
+            f"in pixels of the full frame; rounded to {PX_DECIMALS} decimals", PX_DECIMALS
+        )
+        return {
+            "properties": {
+                "points": _points_schema(norm, k, "(x, y) per keypoint, in the spec's order"),
+                "points_px": _points_schema(px, k, "the same points in frame pixels"),
+            },
+            "required": ["points", "points_px"],
+        }
 
     def apply_smoothed(self, spec: ModelSpec, result: Result, vector: np.ndarray) -> None:
         # The smoothed points are already in the full frame: no ROI to undo again.
@@ -117,6 +151,16 @@ class CoordinatesTask(DeviceTask):
             f"the output is int8 with scale {step:.4g}: one step = {100 * step:.2f} % of the "
             f"frame ({step * spec.input_width:.2f} px at the model's {spec.input_width} px input)"
         )
+
+
+def _points_schema(number: dict[str, Any], k: int | None, description: str) -> dict[str, Any]:
+    pair = {"type": "array", "items": number, "minItems": 2, "maxItems": 2}
+    out: dict[str, Any] = {"type": "array", "items": pair, "description": description}
+    if k is None:
+        out["minItems"] = 1
+    else:
+        out["minItems"] = out["maxItems"] = k
+    return out
 
 
 def roi_to_frame(points: np.ndarray, frame: FrameGeometry) -> np.ndarray:

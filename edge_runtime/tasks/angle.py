@@ -31,7 +31,14 @@ import numpy as np
 
 from ..errors import SpecError
 from . import register
-from .base import DeviceTask, FrameGeometry, fmt_number
+from .base import (
+    DeviceTask,
+    FrameGeometry,
+    fmt_number,
+    json_number,
+    number_schema,
+    span_decimals,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..postprocess import Result
@@ -44,6 +51,9 @@ EQUIVARIANCES = ("hflip", "vflip", "rot90", "rotate")
 #: Free rotations used at test time, degrees counter-clockwise (as cv2 rotates).
 TTA_ROTATIONS = (15.0, -15.0)
 _PARAMS = ("zero_deg", "clockwise", "gauge", "tta")
+#: Decimals of ``angle`` in JSON results: 0.01 degree (an int8 output turns in steps of
+#: up to ~0.5 degree).
+ANGLE_DECIMALS = 2
 
 
 class AngleTask(DeviceTask):
@@ -93,6 +103,35 @@ class AngleTask(DeviceTask):
 
     def prediction(self, spec: ModelSpec, result: Result) -> np.ndarray:
         return np.float32(result.outputs["angle"])
+
+    def result_json(self, spec: ModelSpec | None, outputs: dict[str, Any]) -> dict[str, Any]:
+        out = dict(outputs)
+        out["angle"] = json_number(outputs["angle"], ANGLE_DECIMALS)
+        if "reading" in outputs:
+            out["reading"] = json_number(outputs["reading"], reading_decimals(spec))
+        return out
+
+    def result_schema(self, spec: ModelSpec | None = None) -> dict[str, Any]:
+        angle = number_schema(
+            "degrees in [0, 360) in the run's convention (params zero_deg, clockwise); "
+            f"rounded to {ANGLE_DECIMALS} decimals",
+            ANGLE_DECIMALS,
+            0.0,
+            360.0,
+        )
+        reading = number_schema(
+            "the dial's reading in the gauge's units (only with params.gauge); rounded to "
+            "1e-4 of the gauge's span as a power of ten (0..10 bar -> 0.001)",
+            reading_decimals(spec),
+        )
+        units: dict[str, Any] = {"type": "string", "description": "the gauge's units, if any"}
+        props = {"angle": angle, "reading": reading, "units": units}
+        required = ["angle"]
+        if spec is not None and spec.params.get("gauge") is not None:
+            required.append("reading")
+        elif spec is not None:
+            props = {"angle": angle}
+        return {"properties": props, "required": required}
 
     def smoothing_vector(self, spec: ModelSpec, result: Result) -> np.ndarray:
         t = np.radians(to_image(float(result.outputs["angle"]), spec.params))
@@ -227,6 +266,14 @@ def check_gauge(gauge: Any) -> tuple[float, float, float, float]:
     if v0 == v1:
         raise SpecError(f"gauge: VALUE0 and VALUE1 must differ, got {v0:g} twice")
     return a0, a1, v0, v1
+
+
+def reading_decimals(spec: ModelSpec | None) -> int | None:
+    """Decimals of ``reading`` in JSON: 1e-4 of the gauge's span (None: no gauge known)."""
+    gauge = None if spec is None else spec.params.get("gauge")
+    if gauge is None:
+        return None
+    return span_decimals(float(gauge[2]), float(gauge[3]))
 
 
 def gauge_sweep(a0: float, a1: float) -> float:

@@ -78,6 +78,18 @@ class DeviceTask:
         """A Result back in the dataset form (for evaluation on whole images)."""
         raise NotImplementedError
 
+    def result_json(self, spec: ModelSpec | None, outputs: dict[str, Any]) -> dict[str, Any]:
+        """The result fields as JSON numbers, each rounded to what the model can resolve
+        (the resolution :meth:`result_schema` declares). Non-finite numbers become None.
+        ``spec`` is None for a result made without one (then nothing is rounded)."""
+        return {k: json_number(v) for k, v in outputs.items()}
+
+    def result_schema(self, spec: ModelSpec | None = None) -> dict[str, Any]:
+        """The JSON Schema of :meth:`result_json`'s fields: ``{"properties": {...},
+        "required": [...]}``. Without ``spec`` it describes every model of the task (for
+        ``docs/result.schema.json``); with one it is exact (class names, decimals)."""
+        return {"properties": {}, "required": []}
+
     def smoothing_vector(self, spec: ModelSpec, result: Result) -> np.ndarray:
         """The numbers a smoothing filter averages across frames (1-D float)."""
         return np.asarray(self.prediction(spec, result), np.float64).reshape(-1)
@@ -160,6 +172,57 @@ def fmt_number(v: Any, digits: int = 6) -> str:
     if not math.isfinite(f):
         return ""
     return repr(round(f, digits))
+
+
+def json_number(v: Any, decimals: int | None = None) -> Any:
+    """Numbers (scalars, arrays, nested lists, dicts of them) -> JSON numbers rounded to
+    ``decimals`` (None: not rounded); NaN and inf become None, other values pass."""
+    if isinstance(v, dict):
+        return {str(k): json_number(x, decimals) for k, x in v.items()}
+    if isinstance(v, (np.ndarray, list, tuple)):
+        arr = np.asarray(v)
+        if arr.dtype.kind in "fiub" and arr.ndim > 0:
+            return [json_number(x, decimals) for x in arr]
+        if arr.ndim > 0:
+            return [json_number(x, decimals) for x in v]
+        v = arr.item()
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if not math.isfinite(f):
+            return None
+        return f if decimals is None else round(f, decimals)
+    return v
+
+
+def span_decimals(low: float, high: float, fraction: float = 1e-4) -> int:
+    """Decimals that resolve ``fraction`` of the span ``high - low`` (as a power of ten):
+    a range of 80..350 (270) -> 2 (0.01); 0..1 -> 4. Never negative."""
+    span = abs(float(high) - float(low))
+    if not math.isfinite(span) or span <= 0:
+        return 6
+    return max(0, -math.floor(math.log10(span * fraction)))
+
+
+def number_schema(
+    description: str,
+    decimals: int | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> dict[str, Any]:
+    """A JSON Schema for one number of a result (``null`` when it was not finite).
+    ``x-decimals`` (an annotation of edgereg's own) says how many decimals it is rounded to."""
+    out: dict[str, Any] = {"type": ["number", "null"], "description": description}
+    if minimum is not None:
+        out["minimum"] = minimum
+    if maximum is not None:
+        out["maximum"] = maximum
+    if decimals is not None:
+        out["x-decimals"] = decimals
+    return out
 
 
 def check_pair(v: Any, name: str) -> tuple[float, float]:

@@ -11,7 +11,10 @@ import numpy as np
 
 from ..errors import SpecError
 from . import register
-from .base import DeviceTask, FrameGeometry, fmt_number
+from .base import DeviceTask, FrameGeometry, fmt_number, json_number, number_schema
+
+#: Decimals of probabilities in JSON results (a uint8 softmax resolves 1/256).
+PROB_DECIMALS = 4
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..postprocess import Result
@@ -49,6 +52,34 @@ class ClassTask(DeviceTask):
     def prediction(self, spec: ModelSpec, result: Result) -> np.ndarray:
         probs = result.outputs["probabilities"]
         return np.array([probs[n] for n in spec.class_names], dtype=np.float32)
+
+    def result_json(self, spec: ModelSpec | None, outputs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "label": outputs["label"],
+            "probabilities": json_number(outputs["probabilities"], PROB_DECIMALS),
+        }
+
+    def result_schema(self, spec: ModelSpec | None = None) -> dict[str, Any]:
+        p = number_schema(
+            f"softmax probability, rounded to {PROB_DECIMALS} decimals", PROB_DECIMALS, 0.0, 1.0
+        )
+        label: dict[str, Any] = {"type": "string", "description": "the most probable class"}
+        probs: dict[str, Any] = {
+            "type": "object",
+            "description": "class name -> probability, every class of the spec, in its order",
+            "additionalProperties": p,
+            "minProperties": 2,
+        }
+        if spec is not None:
+            names = list(spec.class_names)
+            label["enum"] = names
+            probs.update(
+                properties={n: p for n in names}, required=names, additionalProperties=False
+            )
+        return {
+            "properties": {"label": label, "probabilities": probs},
+            "required": ["label", "probabilities"],
+        }
 
     def text(self, spec: ModelSpec, result: Result) -> str:
         label = result.outputs["label"]

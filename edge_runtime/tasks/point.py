@@ -16,6 +16,7 @@ class PointTask(CoordinatesTask):
     name = "point"
     summary = "one (x, y): where an object's midpoint is"
     order = 10
+    fixed_points = 1
 
     def validate_spec(self, spec: ModelSpec) -> None:
         if spec.num_keypoints != 1:

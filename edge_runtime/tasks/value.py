@@ -12,7 +12,15 @@ import numpy as np
 
 from ..errors import SpecError
 from . import register
-from .base import DeviceTask, FrameGeometry, check_pair, fmt_number
+from .base import (
+    DeviceTask,
+    FrameGeometry,
+    check_pair,
+    fmt_number,
+    json_number,
+    number_schema,
+    span_decimals,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..postprocess import Result
@@ -51,6 +59,26 @@ class ValueTask(DeviceTask):
     def prediction(self, spec: ModelSpec, result: Result) -> np.ndarray:
         return np.float32(result.outputs["value"])
 
+    def result_json(self, spec: ModelSpec | None, outputs: dict[str, Any]) -> dict[str, Any]:
+        out = dict(outputs)
+        out["value"] = json_number(outputs["value"], value_decimals(spec))
+        return out
+
+    def result_schema(self, spec: ModelSpec | None = None) -> dict[str, Any]:
+        d = value_decimals(spec)
+        lo, hi = (None, None) if spec is None else spec.value_range  # type: ignore[misc]
+        value = number_schema(
+            "the model's answer in the user's units, within the spec's value_range; rounded "
+            "to 1e-4 of that range as a power of ten (80..350 -> 0.01)",
+            d,
+            lo,
+            hi,
+        )
+        units: dict[str, Any] = {"type": "string", "description": "the spec's units, if any"}
+        if spec is not None and spec.units:
+            units["const"] = spec.units
+        return {"properties": {"value": value, "units": units}, "required": ["value"]}
+
     def text(self, spec: ModelSpec, result: Result) -> str:
         units = f" {spec.units}" if spec.units else ""
         return f"{result.outputs['value']:.4g}{units}"
@@ -66,6 +94,13 @@ class ValueTask(DeviceTask):
         units = f" {spec.units}" if spec.units else ""
         step = float(output_scale)
         return f"the output is int8 with scale {step:.4g}: one step = {(hi - lo) * step:.3g}{units}"
+
+
+def value_decimals(spec: ModelSpec | None) -> int | None:
+    """Decimals of ``value`` in JSON: 1e-4 of the spec's range (None without a spec)."""
+    if spec is None or spec.value_range is None:
+        return None
+    return span_decimals(*spec.value_range)
 
 
 TASK = register(ValueTask())

@@ -6,6 +6,8 @@ import click
 
 from edge_runtime.interpreter import BACKENDS
 
+from ._json import STDOUT, emit_json, human, json_option
+
 
 @click.command(name="bench")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=str))
@@ -30,12 +32,7 @@ from edge_runtime.interpreter import BACKENDS
 @click.option("--width", type=click.IntRange(1), help="Ask the camera for this width.")
 @click.option("--height", type=click.IntRange(1), help="Ask the camera for this height.")
 @click.option("--fps", type=click.FloatRange(min=0.1), help="Ask the camera for this rate.")
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(),
-    help="Also write JSON here (a new file, or bench's own earlier one).",
-)
+@json_option("every measurement")
 @click.option(
     "--backend",
     type=click.Choice(BACKENDS),
@@ -54,6 +51,12 @@ from edge_runtime.interpreter import BACKENDS
     help="Untimed frames first.",
 )
 @click.option("--no-startup", is_flag=True, help="Skip the fresh-process import/load timing.")
+@click.option(
+    "--tta",
+    is_flag=True,
+    help="Time test-time augmentation (one invoke per transform the spec declares); "
+    "refused when it declares none, as by run and eval.",
+)
 def cli(
     model: str,
     frames: int,
@@ -68,12 +71,12 @@ def cli(
     spec_path: str | None,
     warmup: int,
     no_startup: bool,
+    tta: bool,
 ) -> None:
     """Measure MODEL: bare invoke() vs full per-frame latency (p50/p95/p99), fps, peak RSS,
     import + model load time and model size. No TensorFlow is imported (unless
     --backend tensorflow). With a camera or stream, a frame's time includes waiting for
     its next frame: what your camera and model give together."""
-    from edge_runtime.atomic import atomic_write_json
     from edge_runtime.bench import format_table, run_bench
 
     _check_outputs(model, source, spec_path, json_out)
@@ -88,11 +91,10 @@ def cli(
         camera_size=(width, height, fps),
         device=device,
         spec=spec_path,
+        tta=tta,
     )
-    click.echo(format_table(result))
-    if json_out:
-        atomic_write_json(json_out, result)
-        click.echo(f"wrote {json_out}")
+    human(json_out)(format_table(result))
+    emit_json(json_out, result)
 
 
 #: Keys every ``edgereg bench --json`` file holds (how an earlier one is recognised).
@@ -101,17 +103,18 @@ JSON_KEYS = ("bare_invoke_ms", "full_ms")
 
 def _check_outputs(model: str, source: str, spec_path: str | None, json_out: str | None) -> None:
     """--json may not be an input (the model, --spec, a --source video) and may only
-    replace bench's own earlier file."""
+    replace bench's own earlier file ('-' is standard output)."""
     from edge_runtime.bench import parse_synthetic
     from edge_runtime.outputs import check_outputs
     from edge_runtime.ownership import claim_file, json_with_keys
     from edge_runtime.sources import source_paths
 
+    out_file = None if json_out in (None, STDOUT) else json_out
     files, folders = ([], []) if parse_synthetic(source) else source_paths(source)
     check_outputs(
         [("MODEL", model), ("--spec", spec_path)] + [("--source", f) for f in files],
-        [("--json", json_out)],
+        [("--json", out_file)],
         input_folders=[("--source", d) for d in folders],
     )
-    if json_out:
-        claim_file("--json", json_out, json_with_keys(*JSON_KEYS), "edgereg bench --json")
+    if out_file:
+        claim_file("--json", out_file, json_with_keys(*JSON_KEYS), "edgereg bench --json")

@@ -11,6 +11,8 @@ import click
 
 from convert.export import DEFAULT_VARIANTS, EDGETPU_FILENAME, IO_TYPES, VARIANTS
 
+from ._json import emit_json, json_option
+
 _VARIANTS_HELP = (
     "Comma-separated variants to export ("
     + "; ".join(f"{v.name}: {v.description}" for v in VARIANTS.values())
@@ -35,9 +37,10 @@ Files: {", ".join(v.filename for v in VARIANTS.values())} (+ {EDGETPU_FILENAME} 
     "--io",
     "io_type",
     type=click.Choice(IO_TYPES),
-    default="float",
-    show_default=True,
-    help="Input/output type of the full-integer (int8) model; uint8 takes camera bytes as-is.",
+    default=None,
+    help="Input/output type of the full-integer (int8) model; uint8 takes camera bytes "
+    "as-is. Default: float, or uint8 with --edgetpu (the Edge TPU runs integer tensors "
+    "only: float edges would run on the CPU), which refuses float.",
 )
 @click.option(
     "--calib",
@@ -46,7 +49,12 @@ Files: {", ".join(v.filename for v in VARIANTS.values())} (+ {EDGETPU_FILENAME} 
     show_default=True,
     help="Training images used to calibrate int8/int16x8 (deterministic sample).",
 )
-@click.option("--edgetpu", is_flag=True, help="Analyse int8 for the Edge TPU and compile it.")
+@click.option(
+    "--edgetpu",
+    is_flag=True,
+    help="Analyse int8 for the Edge TPU and compile it; implies integer input/output "
+    "(--io uint8 unless --io int8 is given).",
+)
 @click.option(
     "--max-drop",
     type=click.FloatRange(0, 1),
@@ -68,10 +76,12 @@ Files: {", ".join(v.filename for v in VARIANTS.values())} (+ {EDGETPU_FILENAME} 
     default=None,
     help="Verify on at most this many validation images.",
 )
+@json_option("the conversion report (the same as export/report.json)")
 def cli(
     run_dir: str,
+    json_out: str | None,
     variants: str,
-    io_type: str,
+    io_type: str | None,
     calib: int,
     edgetpu: bool,
     max_drop: float | None,
@@ -85,6 +95,7 @@ def cli(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edge_runtime.errors import OptionError
 
+    io_type = edgetpu_io(io_type, edgetpu)
     if max_drop is not None and no_verify:
         raise OptionError("--max-drop needs verification: drop --no-verify")
     from convert.export import ConvertOptions, convert_run, parse_variants
@@ -99,4 +110,20 @@ def cli(
         latency_runs=latency_runs,
         val_limit=val_limit,
     )
-    convert_run(run_dir, opts, echo=lambda s: click.echo(s, err=True))
+    report = convert_run(run_dir, opts, echo=lambda s: click.echo(s, err=True))
+    emit_json(json_out, report)
+
+
+def edgetpu_io(io_type: str | None, edgetpu: bool) -> str:
+    """The ``--io`` to use: float by default; with ``--edgetpu`` an integer type (uint8
+    unless int8 was asked for), and float refused: the Edge TPU runs integer tensors only,
+    so float input/output would add CPU ops at both ends of every invoke."""
+    if not edgetpu:
+        return io_type or "float"
+    if io_type == "float":
+        raise click.UsageError(
+            "--edgetpu needs integer input/output: float edges run on the CPU, not the "
+            "Edge TPU; use --io uint8 (camera bytes as-is, the default with --edgetpu) or "
+            "--io int8"
+        )
+    return io_type or "uint8"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from ._json import STDOUT, emit_json, json_option
 from ._tasks import given_task_options, task_choice, task_help, task_options
 
 
@@ -16,24 +19,47 @@ def cli() -> None:
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option("--task", required=True, type=task_choice(), help=task_help("What the labels are:"))
 @task_options(labels_only=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON too.")
+@json_option("the statistics, warnings and the full problem list")
 @click.pass_context
-def check(ctx: click.Context, data_dir: str, task: str, as_json: bool, **options: object) -> None:
+def check(
+    ctx: click.Context, data_dir: str, task: str, json_out: str | None, **options: object
+) -> None:
     """Check every image and label in DATA_DIR and print one report.
 
     Exit code 0 when the dataset is clean (warnings may be listed), 1 when problems are
     listed, 2 for a bad option, 3 when DATA_DIR is not a folder. labels.csv may be
     separated by ',', ';' or tabs (Excel's sep= line too); the report says how it was read.
     """
-    import json
-
     from train.dataset import check_dataset
 
     report = check_dataset(data_dir, task, **given_task_options(options, labels_only=True))
-    click.echo(report.format())
-    if as_json:
-        click.echo(json.dumps(report.stats, indent=2, sort_keys=True))
+    if json_out != STDOUT:
+        click.echo(report.format())
+    emit_json(json_out, check_json(report))
     ctx.exit(0 if report.ok else 1)
+
+
+def check_json(report: Any) -> dict[str, Any]:
+    """``data check --json``: statistics, warnings and every problem (not only the first
+    ones the text lists), each with its row, file and column."""
+    return {
+        "data_dir": str(report.data_dir),
+        "task": report.task,
+        "ok": report.ok,
+        "rows": report.rows,
+        "stats": report.stats,
+        "warnings": list(report.warnings),
+        "problems": [
+            {
+                "row": p.row or None,
+                "file": p.file or None,
+                "field": p.field or None,
+                "message": p.message,
+                "droppable": p.droppable,
+            }
+            for p in report.problems
+        ],
+    }
 
 
 # --------------------------------------------------------------------------- import

@@ -135,7 +135,9 @@ def cli(task: str, out: Path, epochs: int | None, seed: int, quick: bool) -> Non
 
     table, rows = summarize(task, data, run, jsonl)
     click.echo(table)
-    report = write_html(out / "report.html", task, run, table, rows, out / "annotated.avi")
+    report = write_html(
+        out / "report.html", task, run, table, rows, out / "annotated.avi", jsonl["int8"]
+    )
     click.secho(
         f"\nDone in {time.monotonic() - t0:.0f} s. Report: {report}\n"
         f"Annotated video: {out / 'annotated.avi'}\nRun: {run}  Exports: {export}",

@@ -12,6 +12,7 @@ import click
 
 from edge_runtime.interpreter import BACKENDS
 
+from ._json import STDOUT, emit_json, human, json_option
 from ._tasks import given_task_options, task_choice, task_options
 
 
@@ -34,14 +35,7 @@ from ._tasks import given_task_options, task_choice, task_options
     help="Interpreter for .tflite models.",
 )
 @click.option("--skip-bad", is_flag=True, help="Skip bad rows/images instead of stopping.")
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write the flat metric keys (mean_error_px, pck@0.05, rmse, accuracy, baseline_*...) "
-    "here (a new file, or eval's own earlier one).",
-)
+@json_option("the flat metric keys (mean_error_px, pck@0.05, rmse, accuracy, baseline_*...)")
 @click.option(
     "--plots",
     "plots_dir",
@@ -57,7 +51,7 @@ def cli(
     tta: bool,
     backend: str,
     skip_bad: bool,
-    json_out: Path | None,
+    json_out: str | None,
     plots_dir: Path | None,
     **options: object,
 ) -> None:
@@ -67,7 +61,6 @@ def cli(
     warns loudly when the model is not clearly better than it. Label options left out
     (--y-up, --coords, --target ...) take the run's own settings.
     """
-    from edge_runtime.atomic import atomic_write_json
     from train.evaluate import evaluate_model
     from train.metrics import format_table, verdict
 
@@ -82,32 +75,36 @@ def cli(
         **given_task_options(options, labels_only=True),
     )
     m = ev.metrics
-    click.echo(f"model: {m['model']} ({m['model_kind']}{', TTA' if tta else ''})")
-    click.echo(f"data:  {m['data_dir']}  ({m['n']} images, {ev.spec.task} task)")
+    echo = human(json_out)
+    echo(f"model: {m['model']} ({m['model_kind']}{', TTA' if tta else ''})")
+    echo(f"data:  {m['data_dir']}  ({m['n']} images, {ev.spec.task} task)")
     if m.get("skipped_rows"):
-        click.secho(f"skipped {m['skipped_rows']} bad row(s) (--skip-bad)", fg="yellow")
-    click.echo(f"baseline: the trivial predictor fitted on the {m['baseline_source']}")
-    click.echo("")
-    click.echo(format_table(ev.spec, m))
+        echo(f"skipped {m['skipped_rows']} bad row(s) (--skip-bad)", fg="yellow")
+    echo(f"baseline: the trivial predictor fitted on the {m['baseline_source']}")
+    echo("")
+    echo(format_table(ev.spec, m))
     v = verdict(ev.spec, m)
     if v:
-        click.echo("")
-        click.secho(v, fg="red", bold=True)
-    if json_out is not None:
-        atomic_write_json(json_out, m)
-        click.echo(f"\nwrote {json_out}")
+        echo("")
+        echo(v, fg="red", bold=True)
+    emit_json(json_out, m)
     if plots_dir is not None:
         from edge_runtime.ownership import mark
-        from train.evaluate import load_example_images
-        from train.plots import plot_error_hist, plot_examples, plot_pred_vs_true
+        from train.plots import plot_error_hist, plot_examples, plot_pred_vs_true, worst_examples
 
         plots_dir.mkdir(parents=True, exist_ok=True)
         mark(plots_dir, PLOTS_KIND)
         plot_pred_vs_true(ev.spec, ev.y_true, ev.y_pred, plots_dir / "pred_vs_true.png")
         plot_error_hist(ev.spec, ev.y_true, ev.y_pred, plots_dir / "error_hist.png", ev.image_sizes)
-        idx, imgs = load_example_images(ev.paths, 16)
-        plot_examples(ev.spec, imgs, ev.y_true[idx], ev.y_pred[idx], plots_dir / "examples.png")
-        click.echo(f"wrote plots to {plots_dir}")
+        from edge_runtime.images import read_image
+
+        idx = worst_examples(ev.spec, ev.y_true, ev.y_pred, 16)
+        imgs = [read_image(ev.paths[i]) for i in idx]
+        plot_examples(
+            ev.spec, imgs, ev.y_true[idx], ev.y_pred[idx], plots_dir / "examples.png",
+            of=len(ev.y_true),
+        )  # fmt: skip
+        echo(f"wrote plots to {plots_dir}")
 
 
 #: The kind in an eval plots folder's ownership marker (edge_runtime/ownership.py).
@@ -115,7 +112,7 @@ PLOTS_KIND = "eval plots"
 
 
 def _check_outputs(
-    model: Path, data_dir: Path, json_out: Path | None, plots_dir: Path | None
+    model: Path, data_dir: Path, json_out: str | None, plots_dir: Path | None
 ) -> None:
     """Before the (long) evaluation: --json and --plots may not be or lie in an input,
     and may only replace eval's own earlier output (edge_runtime/ownership.py)."""
@@ -123,15 +120,16 @@ def _check_outputs(
     from edge_runtime.ownership import claim_file, claim_folder, json_with_keys, only_names
     from train.evaluate import JSON_KEYS, PLOT_FILES, eval_inputs
 
+    out_file = None if json_out in (None, STDOUT) else json_out
     files, folders = eval_inputs(model, data_dir)
     check_outputs(
         files,
-        [("--json", json_out)],
+        [("--json", out_file)],
         input_folders=folders,
         output_folders=[("--plots", plots_dir)],
     )
-    if json_out is not None:
-        claim_file("--json", json_out, json_with_keys(*JSON_KEYS), "edgereg eval --json")
+    if out_file is not None:
+        claim_file("--json", out_file, json_with_keys(*JSON_KEYS), "edgereg eval --json")
     if plots_dir is not None:
         claim_folder(
             "--plots", plots_dir, PLOTS_KIND, legacy=only_names(PLOT_FILES), purpose="plots"

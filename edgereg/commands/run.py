@@ -33,6 +33,12 @@ from edge_runtime.smoothing import SMOOTHERS
     help="JSON lines, one per frame, to a file or '-' for stdout (the default when no "
     "other output is given).",
 )
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Add the model's raw (dequantized) output to every JSON result (--json, --mqtt, "
+    "--serve): for debugging a model, not for consumers.",
+)
 @click.option("--csv", "csv_out", metavar="OUT", help="Flat CSV, one row per frame.")
 @click.option(
     "--video",
@@ -152,6 +158,7 @@ def cli(
     model: Path,
     source: str,
     json_out: str | None,
+    raw: bool,
     csv_out: str | None,
     video_out: str | None,
     preview: bool,
@@ -191,7 +198,7 @@ def cli(
       edgereg run model.tflite --source 0 --mqtt mqtt://broker.local/edgereg --serve 8080
 
     JSON lines go to stdout (or --json FILE): {"frame", "t", "latency_ms", "file",
-    "result"}; the status line and messages go to stderr. No output may be written over
+    "result"} (schema: docs/result.schema.json); the status line and messages go to stderr. No output may be written over
     an input or another output (exit 13, nothing written). Ctrl-C or SIGTERM stops
     cleanly and finishes the outputs; a second one stops waiting (e.g. for the broker)
     and says what was kept and what was lost.
@@ -219,8 +226,6 @@ def cli(
         )
     )
     with predictor:
-        if tta:
-            _check_tta(predictor)
         src = open_source(
             source,
             every_frame=every_frame,
@@ -246,9 +251,14 @@ def cli(
                     drain_s=mqtt_drain,
                 )
             sinks = _build_sinks(predictor, src, json_out, csv_out, video_out, preview, mqtt, serve)
+            for sink in sinks:
+                sink.raw = raw
         except BaseException:
             src.close()
             raise
+        from edge_runtime.log import verbosity
+
+        status = status and verbosity() >= 0  # -q: no status line
         run_pipeline(predictor, src, sinks, max_frames=max_frames, status=status)
     return 0
 
@@ -275,19 +285,6 @@ def _check_outputs(
         [("--json", json_out), ("--csv", csv_out), ("--video", video_out)],
         input_folders=[("--source", d) for d in folders],
         output_folders=[("--mqtt-spool", spool)],
-    )
-
-
-def _check_tta(predictor: Any) -> None:
-    """--tta on a model that declares no test-time transforms would change nothing."""
-    if len(predictor.task.tta_transforms(predictor.spec)) > 1:
-        return
-    raise click.UsageError(
-        f"--tta would do nothing: {predictor.model_path.name}'s spec gives no test-time "
-        "transforms (only the frame as it is), so each frame would run once, exactly as "
-        "without --tta. Train with the invariances your images really have (e.g. `edgereg "
-        "train ... --invariant rot90,flip` when turning or mirroring the picture does not "
-        "change the answer; docs/training.md), then --tta averages over them."
     )
 
 

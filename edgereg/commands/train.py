@@ -183,7 +183,6 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
     is_flag=True,
     help="Drop rows that fail the dataset checks (and say how many) instead of refusing.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def cli(data_dir: str, task: str | None, out: str, **kw: object) -> None:
     """Fine-tune a MobileNet regressor/classifier on DATA_DIR and write the run to --out.
 
@@ -208,13 +207,11 @@ def cli(data_dir: str, task: str | None, out: str, **kw: object) -> None:
     if resume:  # a resumed run uses its saved settings; pass on only what the user typed
         ctx = click.get_current_context()
         source = click.core.ParameterSource.DEFAULT
-        kw = {
-            k: v
-            for k, v in kw.items()
-            if ctx.get_parameter_source(k) != source or k in ("sanity", "quiet")
-        }
+        kw = {k: v for k, v in kw.items() if ctx.get_parameter_source(k) != source or k == "sanity"}
     sanity = bool(kw.pop("sanity"))
-    quiet = bool(kw.pop("quiet"))
+    from edge_runtime.log import verbosity
+
+    quiet = verbosity() < 0  # -q (every command's): no progress, warnings only
     if "no_augment" in kw:
         kw["augment"] = not kw.pop("no_augment")
     if task is None and not resume:

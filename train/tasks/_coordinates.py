@@ -60,6 +60,12 @@ class CoordinatesTrainTask(TrainTask):
     #: mean_error_px is smooth and keeps moving after pck@0.05 saturates at 1.0.
     primary_metric = ("mean_error_px", False)
     examples_legend = "green o = true, red x = predicted"
+    example_error_name = "mean point distance"
+
+    def example_errors(self, spec: ModelSpec, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        n = len(y_true)
+        d = np.asarray(y_pred, np.float64).reshape(n, -1, 2) - np.asarray(y_true).reshape(n, -1, 2)
+        return np.hypot(d[..., 0], d[..., 1]).mean(axis=1)
 
     # ----------------------------------------------------------------- labels
     def make_target(
@@ -323,18 +329,19 @@ class CoordinatesTrainTask(TrainTask):
         k = spec.num_keypoints
         t = np.asarray(truth, dtype=float).reshape(k, 2)
         p = np.asarray(pred, dtype=float).reshape(k, 2)
-        ms = max(4.0, min(10.0, 0.04 * 3.2 * DPI))
+        # small marks with thin lines: an error of a few pixels stays visible between them
+        ms = max(3.0, min(6.0, 0.02 * 3.2 * DPI))
         for j in range(k):
             ax.plot([t[j, 0] * w, p[j, 0] * w], [t[j, 1] * h, p[j, 1] * h], color="yellow", lw=0.8)
-        halo = [patheffects.withStroke(linewidth=4.5, foreground="white")]
+        halo = [patheffects.withStroke(linewidth=2.2, foreground="black")]
         ax.plot(
             t[:, 0] * w,
             t[:, 1] * h,
             "o",
             color=TRUE_COLOR,
-            markersize=ms + 2,
+            markersize=ms + 1,
             markerfacecolor="none",
-            markeredgewidth=2.5,
+            markeredgewidth=1.0,
             path_effects=halo,
         )
         ax.plot(
@@ -343,7 +350,7 @@ class CoordinatesTrainTask(TrainTask):
             "x",
             color=PRED_COLOR,
             markersize=ms,
-            markeredgewidth=2.5,
+            markeredgewidth=1.0,
             path_effects=halo,
         )
         if k > 1:

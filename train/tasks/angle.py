@@ -271,6 +271,12 @@ class AngleTrainTask(TrainTask):
         ax.set_xlabel(f"predicted - true angle (degrees; mean |error| {mean:.2f})")
         ax.set_ylabel("count")
 
+    example_error_name = "angular error"
+
+    def example_errors(self, spec: ModelSpec, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        t = np.asarray(y_true, np.float64).reshape(-1)
+        return np.asarray(angular_error(np.asarray(y_pred, np.float64).reshape(-1), t))
+
     def plot_example(self, spec, ax, image, truth, pred):
         h, w = image.shape[:2]
         cx, cy, r = w / 2.0, h / 2.0, 0.42 * min(w, h)

@@ -392,6 +392,16 @@ class TrainTask:
 
     #: the legend of the examples grid
     examples_legend: ClassVar[str] = "green = true, red = predicted"
+    #: what :meth:`example_errors` measures, for the examples grid's title
+    example_error_name: ClassVar[str] = "absolute error"
+
+    def example_errors(self, spec: ModelSpec, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        """How wrong each example is (N,), larger is worse: the examples grid shows the
+        worst. Default: the mean absolute difference of the dataset forms."""
+        n = len(y_true)
+        t = np.asarray(y_true, np.float64).reshape(n, -1)
+        p = np.asarray(y_pred, np.float64).reshape(n, -1)
+        return np.abs(p - t).mean(axis=1)
 
     # ----------------------------------------------------------------- importing
     #: how ``edgereg data import`` fills this task's labels (None: it cannot)

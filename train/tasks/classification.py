@@ -279,6 +279,13 @@ class ClassTrainTask(TrainTask):
         ax.set_ylabel("accuracy per true class")
         ax.set_ylim(0, 1)
 
+    example_error_name = "1 - probability of the true class"
+
+    def example_errors(self, spec: ModelSpec, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        t = np.asarray(y_true).astype(int).reshape(-1)
+        p = np.asarray(y_pred, np.float64).reshape(len(t), -1)
+        return 1.0 - p[np.arange(len(t)), t]
+
     def plot_example(self, spec, ax, image, truth, pred):
         names = spec.class_names
         ti = int(np.asarray(truth))
