@@ -22,6 +22,7 @@ from edge_runtime.errors import DataError
 from .base import (
     AugmentPolicy,
     BaselineRule,
+    BenchVariant,
     HeaderProblem,
     LabelColumns,
     SampleSet,
@@ -32,6 +33,7 @@ from .base import (
 __all__ = [
     "AugmentPolicy",
     "BaselineRule",
+    "BenchVariant",
     "HeaderProblem",
     "LabelColumns",
     "SampleSet",
