@@ -27,9 +27,18 @@ import pkgutil
 from collections.abc import Iterator
 
 from ..errors import SpecError
-from .base import DeviceTask, FrameGeometry
+from .base import DeviceTask, FrameGeometry, OutputMetadata
 
-__all__ = ["DeviceTask", "FrameGeometry", "get", "names", "register", "unregister", "tasks"]
+__all__ = [
+    "DeviceTask",
+    "FrameGeometry",
+    "OutputMetadata",
+    "get",
+    "names",
+    "register",
+    "unregister",
+    "tasks",
+]
 
 #: Environment variable: extra modules (comma-separated) that register task kinds.
 PLUGINS_ENV = "EDGEREG_TASKS"

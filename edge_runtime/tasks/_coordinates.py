@@ -18,7 +18,7 @@ import numpy as np
 
 from ..draw import put_text
 from ..errors import SpecError
-from .base import DeviceTask, FrameGeometry, fmt_number
+from .base import DeviceTask, FrameGeometry, OutputMetadata, fmt_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..postprocess import Result
@@ -119,6 +119,15 @@ class CoordinatesTask(DeviceTask):
                 fmt_number(px[k, 1], 2),
             ]
         return row
+
+    def output_metadata(self, spec: ModelSpec) -> OutputMetadata:
+        k = spec.num_keypoints
+        return OutputMetadata(
+            "points",
+            f"{k} point(s) as x1, y1, ..., x{k}, y{k}: normalized to the input image (0..1 "
+            "across its width and height from the top-left corner, y down). A point may lie "
+            f"up to {MARGIN:g} beyond the image (edgereg bounds outputs to [{LOW:g}, {HIGH:g}]).",
+        )
 
     def int8_note(self, spec: ModelSpec, output_scale: float) -> str:
         step = float(output_scale)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import SpecError
 from . import register
-from .base import DeviceTask, FrameGeometry, fmt_number
+from .base import DeviceTask, FrameGeometry, OutputMetadata, fmt_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..postprocess import Result
@@ -61,6 +61,14 @@ class ClassTask(DeviceTask):
     def csv_values(self, spec: ModelSpec, result: Result) -> list[str]:
         probs = result.outputs["probabilities"]
         return [str(result.outputs["label"])] + [fmt_number(probs.get(n)) for n in spec.class_names]
+
+    def output_metadata(self, spec: ModelSpec) -> OutputMetadata:
+        return OutputMetadata(
+            "probabilities",
+            f"softmax probabilities of the {len(spec.class_names)} classes, in the order of "
+            "labels.txt",
+            tuple(spec.class_names),
+        )
 
     def int8_note(self, spec: ModelSpec, output_scale: float) -> str:
         s = float(output_scale)

@@ -168,6 +168,9 @@ class BenchVariant:
     description: str
     sample_args: tuple[str, ...]
     groups: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
+    #: extra ``edgereg train`` arguments of BOTH runs (after the task's own), e.g. a
+    #: shorter schedule: the two runs are compared at the same budget
+    train_args: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- the task
