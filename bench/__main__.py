@@ -169,9 +169,7 @@ def bench_variant(task: str, variant: Any, data: Path, run: Path, out: Path, qui
         "train_rows": len(train_ds),
         "dropped_rows": {g: int(m.sum()) for g, m in groups.items()},
         "dropped_total": int(drop.sum()),
-        "train_args": " ".join(("edgereg train", *variant.train_args))
-        if variant.train_args
-        else "",
+        "train_args": " ".join(variant.train_args),
     }
     runs = {"all rows": run, "without them": out / "runs" / f"{name}-without"}
     jobs = [(data / "train", data / "val", run), (kept, data / "val", runs["without them"])]
@@ -378,9 +376,11 @@ def render_variants(results: dict[str, Any]) -> str:
             "",
             f"### Variant `{name}`: {v['description']}",
             "",
-            f"Trained ({v.get('train_args') or 'the default recipe'}) on all {v['train_rows']} training rows ({r['train_s'] / 60:.1f} min), and "
+            f"Two runs of the task's recipe ({v.get('train_args') or 'its defaults'}), side by "
+            f"side: on all {v['train_rows']} training rows ({r['train_s'] / 60:.1f} min), and "
             f"on the same rows without the {v['dropped_total']} that have {dropped} "
-            f"({v['without_train_s'] / 60:.1f} min). Scored on the same validation rows "
+            f"({v['without_train_s'] / 60:.1f} min), what a user had to do while such rows "
+            "were refused. Both scored on the same validation rows "
             "(given points only; a missing one is masked).",
             "",
             "| validation rows | n | metric | all rows | without them | trivial baseline |",
