@@ -191,26 +191,31 @@ def _worker_init() -> None:
 def sample_options(task: str, given: dict[str, Any] | None) -> dict[str, Any]:
     """The values of ``task``'s sample options (:attr:`SampleSet.options`): the given ones
     parsed, the others at their defaults. An option of another task is a DataError."""
-    from train import tasks
-
-    s = sample_set(task)
-    mine = {o.name: o for o in s.options}
+    mine = {o.name: o for o in sample_set(task).options}
     out = {name: o.default for name, o in mine.items()}
     for name, v in (given or {}).items():
         if name not in mine:
-            owners = [
-                t.name
-                for t in tasks.tasks()
-                if (ss := t.samples()) and any(o.name == name for o in ss.options)
-            ]
-            flag = next(
-                (o.flag for t in owners for o in sample_set(t).options if o.name == name), name
-            )
-            where = f" applies to --task {', '.join(owners)} only" if owners else " is unknown"
-            raise DataError(f"{flag}{where} (this is --task {task})")
+            raise DataError(_not_this_tasks(name, task))
         o = mine[name]
         out[name] = o.parse(v) if o.parse is not None and v is not None else v
     return out
+
+
+def _not_this_tasks(name: str, task: str) -> str:
+    """Why sample option ``name`` was refused for ``task``: the tasks it belongs to."""
+    from train import tasks
+
+    owners = {
+        t.name: o
+        for t in tasks.tasks()
+        if (s := t.samples()) is not None
+        for o in s.options
+        if o.name == name
+    }
+    if not owners:
+        return f"{name}: not a sample option of any task"
+    flag = next(iter(owners.values())).flag
+    return f"{flag} applies to --task {', '.join(owners)} only (this is --task {task})"
 
 
 def write_split(
