@@ -92,7 +92,22 @@ def _populate(writer: Any, mw: Any, fb: Any, spec: ModelSpec) -> bytes:
         data, _ = writer.populate()
     except (ValueError, RuntimeError, OSError) as e:
         raise ModelFileError(f"standard TFLite metadata could not be written: {e}") from None
-    return bytes(data)
+    return _without_empty_archive(bytes(data))
+
+
+#: The signature of a ZIP's end-of-central-directory record (22 bytes without a comment).
+_ZIP_END = b"PK\x05\x06"
+
+
+def _without_empty_archive(data: bytes) -> bytes:
+    """MediaPipe's populator appends an EMPTY zip archive when there are no associated
+    files: drop it, so the file ends with the flatbuffer's own data again (a truncated copy
+    is then refused by every reader, ours included, instead of losing only the archive)."""
+    end = data[-22:]
+    # no entries on this disk or in all, and no comment
+    if end[:4] == _ZIP_END and end[4:12] == bytes(8) and end[20:] == bytes(2):
+        return data[:-22]
+    return data
 
 
 def input_normalization(spec: ModelSpec) -> tuple[float, float]:

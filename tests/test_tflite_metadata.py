@@ -76,6 +76,8 @@ def test_standard_metadata_reads_back_and_our_spec_stays(tmp_path: Path, task: s
         assert labels == list(spec.class_names)
     else:
         assert md["associated_files"] == [] and "associated_files" not in out
+        # no empty archive after the flatbuffer: a truncated copy is refused, not half-read
+        assert b"PK\x05\x06" not in data[-22:]
     # the network is untouched
     x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3))
     np.testing.assert_array_equal(_litert_out(data, x), _litert_out(before, x))
