@@ -97,3 +97,26 @@ def test_a_run_on_corners_outside_and_hidden_trains_and_loads_in_safe_mode(tmp_p
     spec = ModelSpec.from_json((out / "spec.json").read_text())
     y = np.asarray(model(np.zeros((1, 32, 32, 3), np.float32)))
     assert y.shape == (1, spec.output_size)
+
+
+def test_device_bounds_points_to_the_margin_says_inside_and_draws_outside_points() -> None:
+    """The device decoder: predictions bounded to [-0.25, 1.25], ``inside`` per point
+    (after the ROI is undone), and drawing a point beyond the frame does not crash: it is
+    a ring on the border."""
+    from edge_runtime.draw import annotate
+    from edge_runtime.postprocess import decode_result
+    from edge_runtime.spec import ModelSpec
+
+    spec = ModelSpec(task="keypoints", input_height=32, input_width=32, num_keypoints=3)
+    raw = np.array([0.5, 0.5, 1.1, -0.05, 7.0, -9.0], np.float32)
+    res = decode_result(spec, raw, 100, 80)
+    np.testing.assert_allclose(res.points, [[0.5, 0.5], [1.1, -0.05], [1.25, -0.25]], atol=1e-6)
+    assert res.inside == [True, False, False]
+    assert res.to_dict()["inside"] == [True, False, False]
+    # an ROI at the right edge: a point inside the ROI's margin lands outside the frame
+    roi = decode_result(
+        spec, np.array([0.5, 0.5, 1.2, 0.5, 0.1, 0.1], np.float32), 100, 80, roi=(50, 0, 50, 80)
+    )
+    assert roi.inside == [True, False, True]
+    img = annotate(np.zeros((80, 100, 3), np.uint8), res, spec)
+    assert img[:6, 90:].any(), "the point past the top-right corner is drawn on the border"
