@@ -9,6 +9,12 @@ measures the training input pipeline against the model's own train step.
     python -m bench               # full mode: the published numbers (about 1-2 h on 2 cores)
     python -m bench --quick       # tiny sizes: proves the harness runs (CI)
     python -m bench --tasks point,value
+    python -m bench --tasks keypoints-outside   # a task's variant (its BenchVariant)
+
+A variant (``TrainTask.bench_variants``) makes the task's sample data with some of its
+sample options, trains on it, and also trains on the same data WITHOUT the rows the
+variant is about (what a user had to do when such rows were refused); both models are
+scored on the whole validation split and on each group of rows.
 
 Full mode rewrites the generated part of docs/benchmarks.md (between the markers), with
 the machine it ran on and the command; quick mode writes only into --out.
@@ -28,14 +34,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edge_runtime.atomic import atomic_write_text
 from train import tasks as train_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+#: Task variants have their own generated section: running one alone leaves the rest.
+VBEGIN, VEND = "<!-- bench:variants:begin -->", "<!-- bench:variants:end -->"
 #: Every task kind with a sample generator (train/tasks), in the registry's order.
 TASKS = tuple(t.name for t in train_tasks.tasks() if t.samples() is not None)
+#: Benchmark variants of the tasks: name -> (task, BenchVariant).
+VARIANTS = {v.name: (t.name, v) for t in train_tasks.tasks() for v in t.bench_variants()}
 QUICK_SAMPLES = ["--n", "24", "--n-val", "12"]
 QUICK_TRAIN = ["--epochs", "2", "--input-size", "64", "--weights", "none", "--alpha", "0.35"]
 
@@ -83,23 +95,40 @@ def machine() -> dict[str, Any]:
     }
 
 
-def bench_task(task: str, out: Path, quick: bool, handrolled: bool) -> dict[str, Any]:
-    data, run = out / "data" / task, out / "runs" / task
-    res: dict[str, Any] = {"task": task}
+def train_runs(task: str, jobs: list[tuple[Path, Path, Path]], quick: bool, extra: tuple = ()):
+    """Train every (train_dir, val_dir, run) side by side, each in its own process (or reuse
+    a finished run of an earlier, interrupted bench); the seconds of each."""
+    started: list[tuple[Path, subprocess.Popen, float]] = []
+    for train_dir, val_dir, run in jobs:
+        if (run / "model.keras").exists() and (run / "bench_train_seconds.txt").exists():
+            continue  # a rerun after a later step failed
+        args = [
+            "train", train_dir, "--task", task, "--val", val_dir, "--out", run,
+            *train_tasks.get(task).demo_train_args, *extra, *(QUICK_TRAIN if quick else []),
+        ]  # fmt: skip
+        log("$ edgereg " + " ".join(map(str, args)))
+        cmd = [sys.executable, "-m", "edgereg", *map(str, args)]
+        started.append((run, subprocess.Popen(cmd), time.monotonic()))
+    for run, proc, t0 in started:
+        if proc.wait() != 0:
+            raise SystemExit(f"bench: `edgereg train` into {run} failed (exit {proc.returncode})")
+        (run / "bench_train_seconds.txt").write_text(f"{time.monotonic() - t0:.1f}\n")
+    return [float((run / "bench_train_seconds.txt").read_text()) for _, _, run in jobs]
+
+
+def bench_task(name: str, out: Path, quick: bool, handrolled: bool) -> dict[str, Any]:
+    task, variant = VARIANTS.get(name, (name, None))
+    data, run = out / "data" / name, out / "runs" / name
+    res: dict[str, Any] = {"task": name}
     t = time.monotonic()
-    edgereg("samples", "make", data, "--task", task, *(QUICK_SAMPLES if quick else []))
+    extra = variant.sample_args if variant is not None else ()
+    edgereg("samples", "make", data, "--task", task, *extra, *(QUICK_SAMPLES if quick else []))
     res["samples_s"] = time.monotonic() - t
-    t = time.monotonic()
-    took = run / "bench_train_seconds.txt"
-    if (run / "model.keras").exists() and took.exists():  # a rerun after a later step failed
-        res["train_s"] = float(took.read_text())
-    else:
-        edgereg(
-            "train", data / "train", "--task", task, "--val", data / "val", "--out", run,
-            *train_tasks.get(task).demo_train_args, *(QUICK_TRAIN if quick else []),
-        )  # fmt: skip
-        res["train_s"] = time.monotonic() - t
-        took.write_text(f"{res['train_s']:.1f}\n")
+    if variant is not None:
+        res["variant"] = bench_variant(task, variant, data, run, out, quick)
+        res["train_s"] = res["variant"]["train_s"]
+        return res  # the same network as the task's own benchmark: no runtime figures
+    (res["train_s"],) = train_runs(task, [(data / "train", data / "val", run)], quick)
     variants = "fp32,int8" if quick else "fp32,fp16,dynamic,int8,int16x8"
     edgereg("convert", run, "--variants", variants, *(["--calib", "16"] if quick else []))
     report = json.loads((run / "export" / "report.json").read_text())
@@ -119,6 +148,73 @@ def bench_task(task: str, out: Path, quick: bool, handrolled: bool) -> dict[str,
     if handrolled and train_tasks.get(task).handrolled:
         res["handrolled"] = run_handrolled(task, data, run, seconds=res["train_s"], quick=quick)
     return res
+
+
+def bench_variant(task: str, variant: Any, data: Path, run: Path, out: Path, quick: bool) -> dict:
+    """Train on all rows and, side by side, on the rows without the variant's; score both
+    runs on every group of val rows. (Side by side: the two share the machine, so their
+    train times are not comparable with the tasks' own.)"""
+    from train.dataset import load_dataset
+
+    name = variant.name
+    train_ds, val_ds = load_dataset(data / "train", task), load_dataset(data / "val", task)
+    groups = variant.groups(train_ds.targets())
+    drop = np.any(np.stack(list(groups.values())), axis=0)
+    kept = data / "train_without"
+    subset_dataset(
+        data / "train", kept, [s for s, d in zip(train_ds.samples, drop, strict=True) if not d]
+    )
+    res: dict[str, Any] = {
+        "description": variant.description,
+        "train_rows": len(train_ds),
+        "dropped_rows": {g: int(m.sum()) for g, m in groups.items()},
+        "dropped_total": int(drop.sum()),
+        "train_args": " ".join(variant.train_args),
+    }
+    runs = {"all rows": run, "without them": out / "runs" / f"{name}-without"}
+    jobs = [(data / "train", data / "val", run), (kept, data / "val", runs["without them"])]
+    res["train_s"], res["without_train_s"] = train_runs(task, jobs, quick, variant.train_args)
+    val_groups = {"every val row": np.ones(len(val_ds), bool), **variant.groups(val_ds.targets())}
+    res["scores"] = {}
+    for g, mask in val_groups.items():
+        sub = data / f"val_{_slug(g)}"
+        subset_dataset(
+            data / "val", sub, [s for s, m in zip(val_ds.samples, mask, strict=True) if m]
+        )
+        res["scores"][g] = {"rows": int(mask.sum())}
+        for label, r in runs.items():
+            if not mask.any():
+                continue
+            j = out / f"eval_{name}_{_slug(label)}_{_slug(g)}.json"
+            edgereg("eval", r, sub, "--json", j, capture=True)
+            res["scores"][g][label] = json.loads(j.read_text())
+    return res
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def subset_dataset(src: Path, dst: Path, samples: list[Any]) -> Path:
+    """A dataset folder ``dst`` with only ``samples`` of ``src`` (labels.csv rows kept
+    verbatim, images hard-linked or copied)."""
+    import shutil
+
+    lines = (src / "labels.csv").read_text(encoding="utf-8").splitlines()
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    rows = [lines[0]]
+    for s in samples:
+        rows.append(lines[s.row - 1])
+        rel = s.path.relative_to(src.resolve())
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(s.path, dst / rel)
+        except OSError:
+            shutil.copyfile(s.path, dst / rel)
+    atomic_write_text(dst / "labels.csv", "\n".join(rows) + "\n")
+    return dst
 
 
 def run_handrolled(task: str, data: Path, run: Path, seconds: float, quick: bool) -> dict:
@@ -174,7 +270,8 @@ def render(results: dict[str, Any]) -> str:
     from train.metrics import primary_metric  # noqa: F401  (documents where keys come from)
 
     runs: dict[str, list[str]] = {}  # one line per bench run that produced some tasks
-    for r in results["tasks"]:
+    plain = [r for r in results["tasks"] if "variant" not in r]
+    for r in plain:
         run = r["run"]  # set by main(), or by load_results() for older results
         m = run["machine"]
         line = (
@@ -200,7 +297,7 @@ def render(results: dict[str, Any]) -> str:
         "| bar |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in results["tasks"]:
+    for r in plain:
         met = r["metrics"]
         hr = r.get("handrolled", {}).get("metrics", {})
         train_time = f"{r['train_s'] / 60:.1f} min"
@@ -220,7 +317,7 @@ def render(results: dict[str, Any]) -> str:
         "| size (KiB) | latency 1 thread (ms) | latency all threads (ms) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results["tasks"]:
+    for r in plain:
         sizes = {f["variant"]: f["size_bytes"] for f in r["conversion"]["files"] or []}
         keras = r["conversion"]["keras"] or {}
         for v in r["conversion"]["variants"] or []:
@@ -243,7 +340,7 @@ def render(results: dict[str, Any]) -> str:
         "| fps | import + load (s) | peak RSS (MB) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results["tasks"]:
+    for r in plain:
         for variant, b in r["runtime"].items():
             bare = (b.get("bare_invoke_ms") or {}).get("p50")
             full = b.get("full_ms") or {}
@@ -262,6 +359,45 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def render_variants(results: dict[str, Any]) -> str:
+    """One table per task variant: the run on all rows vs the run without the variant's
+    rows, on the whole validation split and on each group of its rows."""
+    out: list[str] = [VBEGIN]
+    for r in results["tasks"]:
+        if "variant" not in r:
+            continue
+        run = r["run"]
+        out.append(f"- generated by `{run['command']}` on {run['machine']['date']}.")
+        v, name = r["variant"], r["task"]
+        kind = train_tasks.get(VARIANTS[name][0]) if name in VARIANTS else None
+        keys = kind.bench_metrics if kind else ()
+        dropped = ", ".join(f"{n} {g}" for g, n in v["dropped_rows"].items())
+        out += [
+            "",
+            f"### Variant `{name}`: {v['description']}",
+            "",
+            f"Two runs of the task's recipe ({v.get('train_args') or 'its defaults'}), side by "
+            f"side: on all {v['train_rows']} training rows ({r['train_s'] / 60:.1f} min), and "
+            f"on the same rows without the {v['dropped_total']} that have {dropped} "
+            f"({v['without_train_s'] / 60:.1f} min), what a user had to do while such rows "
+            "were refused. Both scored on the same validation rows "
+            "(given points only; a missing one is masked).",
+            "",
+            "| validation rows | n | metric | all rows | without them | trivial baseline |",
+            "|---|---|---|---|---|---|",
+        ]
+        for g, sc in v["scores"].items():
+            for i, k in enumerate(keys):
+                a, b = sc.get("all rows", {}), sc.get("without them", {})
+                lead = (g, str(sc["rows"])) if i == 0 else ("", "")
+                out.append(
+                    f"| {lead[0]} | {lead[1]} | {k} | {_g(a.get(k), 4)} | {_g(b.get(k), 4)} | "
+                    f"{_g(a.get('baseline_' + k), 4)} |"
+                )
+    out.append(VEND)
+    return "\n".join(out)
+
+
 def load_results(path: Path) -> dict[str, Any]:
     """Earlier full-mode results in ``--out``: a run of some tasks keeps the others' rows.
 
@@ -276,18 +412,31 @@ def load_results(path: Path) -> dict[str, Any]:
     return old
 
 
-def write_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n" + BEGIN + "\n" + END + "\n"
-    if BEGIN not in text:
-        text += "\n" + BEGIN + "\n" + END + "\n"
-    new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
+def write_doc(section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the generated section between ``begin`` and ``end`` (added when missing)."""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if begin not in text:
+        text += "\n" + begin + "\n" + end + "\n"
+    new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: section, text, flags=re.S)
     atomic_write_text(DOC, new)
+
+
+def publish(results: dict[str, Any]) -> None:
+    """Rewrite the doc's sections that these results have rows for."""
+    if any("variant" not in r for r in results["tasks"]):
+        write_doc(render(results))
+    if any("variant" in r for r in results["tasks"]):
+        write_doc(render_variants(results), VBEGIN, VEND)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: proves the harness runs")
-    ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks")
+    ap.add_argument(
+        "--tasks",
+        default=",".join(TASKS),
+        help="comma-separated tasks, or task variants: " + ", ".join(VARIANTS),
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench_out", help="working folder")
     ap.add_argument("--no-handrolled", action="store_true", help="skip the user recipes")
     ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
@@ -298,9 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = ap.parse_args(argv)
     tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
+    order = [*TASKS, *VARIANTS]
     for t in tasks:
-        if t not in TASKS:
-            ap.error(f"--tasks: {t!r} is not one of {', '.join(TASKS)}")
+        if t not in order:
+            ap.error(f"--tasks: {t!r} is not one of {', '.join(order)}")
     a.out.mkdir(parents=True, exist_ok=True)
     command = "python -m bench" + (" --quick" if a.quick else "")
     if a.tasks != ",".join(TASKS):
@@ -316,18 +466,18 @@ def main(argv: list[str] | None = None) -> int:
         res = bench_task(t, a.out, a.quick, not a.no_handrolled)
         res["run"] = this_run
         results["tasks"] = [r for r in results["tasks"] if r["task"] != t] + [res]
-        results["tasks"].sort(key=lambda r: TASKS.index(r["task"]))
+        results["tasks"].sort(key=lambda r: order.index(r["task"]))
         atomic_write_text(a.out / "results.json", json.dumps(results, indent=2, default=str))
         if not a.quick and not a.no_doc:  # publish each task as it completes
-            write_doc(render(results))
-    if not a.render_only:
+            publish(results)
+    if not a.render_only and any(t in TASKS for t in tasks):
         results["train_pipeline"] = train_pipeline(a.out, a.quick)
         atomic_write_text(a.out / "results.json", json.dumps(results, indent=2, default=str))
-    section = render(results)
+    section = render(results) + "\n\n" + render_variants(results)
     (a.out / "benchmarks_section.md").write_text(section + "\n")
     print(section)
     if not a.quick and not a.no_doc:
-        write_doc(section)
+        publish(results)
         log(f"updated {DOC.relative_to(REPO)}")
     return 0
 

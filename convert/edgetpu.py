@@ -24,7 +24,13 @@ from typing import Any
 
 from edge_runtime.atomic import atomic_write_bytes, atomic_write_text
 from edge_runtime.errors import BackendError, ModelFileError
-from edge_runtime.metadata import embed_spec, read_metadata, spec_from_model_bytes
+from edge_runtime.metadata import (
+    append_associated_files,
+    associated_files,
+    embed_spec,
+    read_metadata,
+    spec_from_model_bytes,
+)
 
 #: TFLite builtin op name -> Coral's documented limitation ("" = none documented).
 SUPPORTED_OPS: dict[str, str] = {
@@ -430,10 +436,15 @@ def compile_model(
         data = produced.read_bytes()
     final = out_dir / f"{src.stem}_edgetpu.tflite"
     try:
+        source = src.read_bytes()
         if spec_from_model_bytes(data, str(final)) is None:
-            spec = spec_from_model_bytes(src.read_bytes(), str(src))
+            spec = spec_from_model_bytes(source, str(src))
             if spec is not None:
                 data = embed_spec(data, spec.with_extra(edgetpu=True))
+        # the standard metadata's files (labels.txt) follow the model, if the compiler
+        # kept its metadata but not the archive after it
+        if not associated_files(data):
+            data = append_associated_files(data, associated_files(source))
     except ModelFileError as e:
         raise BackendError(f"edgetpu_compiler wrote an unreadable model: {e}") from None
     atomic_write_bytes(final, data)

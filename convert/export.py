@@ -1,4 +1,4 @@
-"""Keras run -> TFLite variants, each carrying the model spec inside the file.
+"""Keras run -> TFLite variants, each carrying the model spec and the standard metadata.
 
 The path is the one measured fastest with Keras 3: load ``run/model.keras`` (safe mode on),
 wrap it with a STATIC batch of 1, ``model.export()`` it ONCE to a SavedModel, then run
@@ -7,6 +7,10 @@ wrap it with a STATIC batch of 1, ``model.export()`` it ONCE to a SavedModel, th
 Variants live in ONE registry, :data:`VARIANTS`. Adding a variant is one entry: a name,
 the file suffix, a function that configures the converter, which interpreter backends
 can run the result, and whether the Edge TPU compiler can take it.
+
+Every file gets, in this order: our spec (``edgereg_spec``, :func:`embed_spec`), then the
+standard TFLite Metadata other tools read (``TFLITE_METADATA`` and, for class models,
+``labels.txt``; :mod:`convert.tflite_metadata`), which keeps every other entry.
 """
 
 from __future__ import annotations
@@ -337,6 +341,8 @@ class ExportedFile:
     io: str
     quantization: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    #: the standard TFLite Metadata was written (MediaPipe Tasks, Android Studio read it)
+    standard_metadata: bool = False
 
 
 def write_variant(
@@ -353,6 +359,9 @@ def write_variant(
         export={"variant": variant.name, "io": io_type, **(extra or {})},
     )
     data = embed_spec(data, spec)
+    warnings: list[str] = []
+    standard = _with_standard_metadata(data, spec, variant.name, warnings)
+    data, written = standard or data, standard is not None
     q = io_quantization(data)
     path = atomic_write_bytes(Path(export_dir) / variant.filename, data)
     return ExportedFile(
@@ -361,7 +370,8 @@ def write_variant(
         size_bytes=len(data),
         io=io_type,
         quantization=q,
-        warnings=check_integer_input(variant.name, io_type, q),
+        warnings=warnings + check_integer_input(variant.name, io_type, q),
+        standard_metadata=written,
     )
 
 
@@ -388,6 +398,20 @@ def check_export_dir(run: Path, export_dir: Path) -> None:
     check_outputs(files, [], input_folders=folders, output_folders=[(what, export_dir)])
     legacy = only_names(("report.json", "report.md"), ("model_*", ".model_*"))
     claim_folder(what, export_dir, EXPORT_KIND, legacy=legacy, purpose="exports")
+
+
+def _with_standard_metadata(
+    data: bytes, spec: ModelSpec, name: str, notes: list[str]
+) -> bytes | None:
+    """The model with the standard TFLite Metadata added (our spec stays), or None when
+    MediaPipe's writer cannot run here (``notes`` says why; the file keeps our spec)."""
+    from . import tflite_metadata
+
+    try:
+        return tflite_metadata.write_standard_metadata(data, spec)
+    except tflite_metadata.MetadataUnavailable as e:
+        notes.append(f"{name}: no standard TFLite metadata (other tools cannot read it): {e}")
+        return None
 
 
 def clean_stale_temps(export_dir: str | Path) -> int:
@@ -559,6 +583,7 @@ def _start_report(st: _ConvertState) -> None:
                 "quantization": f.quantization,
                 "backends": list(VARIANTS[f.variant].backends),
                 "edgetpu_eligible": VARIANTS[f.variant].edgetpu_eligible,
+                "standard_metadata": f.standard_metadata,
             }
             for f in st.files
         ],

@@ -68,6 +68,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         row += [dis_txt, _fmt(lat.get("1_thread"), 3), _fmt(lat.get("all_threads"), 3)]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+    standard = [f["file"] for f in report.get("files", []) if f.get("standard_metadata")]
+    if standard:
+        lines.append(
+            "Standard TFLite Metadata (model and tensor descriptions, input normalization, "
+            "class labels) in " + ", ".join(f"`{n}`" for n in standard) + ": MediaPipe Tasks, "
+            "Android Studio's ML model binding and Netron read it (docs/conversion.md)."
+        )
+        lines.append("")
     if checks:
         lines.append(
             "Disagreement is |TFLite − Keras| on the validation images in user units "

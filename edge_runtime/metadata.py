@@ -6,11 +6,18 @@ the name :data:`SPEC_METADATA_NAME`. It is read with the bounds-checked reader o
 :mod:`edge_runtime.flatbuffer`, so the device needs neither TensorFlow nor the
 ``flatbuffers`` package to read it. The writer uses the TFLite schema's object API
 (``ai_edge_litert`` ships it; the workstation also has TensorFlow's copy).
+
+A model may also carry the standard TFLite Metadata (``TFLITE_METADATA``, written by
+``convert/tflite_metadata.py``) and its associated files (e.g. ``labels.txt``) in a ZIP
+archive appended after the flatbuffer. Reading ignores them; :func:`embed_spec` keeps them
+(re-packing the flatbuffer moves its end, so the archive is written again after it).
 """
 
 from __future__ import annotations
 
 import importlib
+import io
+import zipfile
 from pathlib import Path
 
 from . import flatbuffer as fb
@@ -118,7 +125,30 @@ def embed_spec(model: bytes, spec: ModelSpec) -> bytes:
     m.metadata.append(md)
     builder = flatbuffers.Builder(len(model) + len(payload) + 1024)
     builder.Finish(m.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
+    return append_associated_files(bytes(builder.Output()), associated_files(model))
+
+
+def associated_files(model: bytes) -> dict[str, bytes]:
+    """The files zipped after the flatbuffer (standard metadata's labels etc.), by name."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(model)) as z:
+            return {n: z.read(n) for n in z.namelist()}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return {}
+
+
+def append_associated_files(model: bytes, files: dict[str, bytes]) -> bytes:
+    """``model`` with ``files`` zipped after it, as the TFLite metadata populator does (a
+    ZIP appended to the flatbuffer, offsets from the start of the file)."""
+    if not files:
+        return model
+    buf = io.BytesIO(model)
+    buf.seek(0, io.SEEK_END)
+    # stored, not deflated: TFLite's metadata readers map the files in place
+    with zipfile.ZipFile(buf, "a", compression=zipfile.ZIP_STORED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
 
 
 def _name(v: str | bytes | None) -> str:

@@ -13,6 +13,7 @@ from train.augment import AugmentConfig, Augmenter, augment_batch
 
 H = W = 64
 SIGMA = 1.5
+MARGIN = 0.25
 
 
 def _dots(points: np.ndarray, h: int = H, w: int = W) -> list[np.ndarray]:
@@ -20,6 +21,9 @@ def _dots(points: np.ndarray, h: int = H, w: int = W) -> list[np.ndarray]:
     yy, xx = np.mgrid[0:h, 0:w] + 0.5
     out = []
     for x, y in points:
+        if not (np.isfinite(x) and np.isfinite(y)):  # a missing keypoint: no dot
+            out.append(np.zeros((h, w, 3), np.uint8))
+            continue
         g = np.exp(-((xx - x * w) ** 2 + (yy - y * h) ** 2) / (2 * SIGMA**2))
         out.append(np.repeat((g * 255).astype(np.uint8)[..., None], 3, axis=2))
     return out
@@ -41,20 +45,39 @@ def _check_each_point_follows(spec: ModelSpec, pts: np.ndarray, seed: int) -> np
         # Same seed -> same transform for every keypoint's image; the label order matters.
         out_img, out_pts = aug(img_k, pts.copy(), np.random.default_rng(seed))
         moved = out_pts if moved is None else moved
-        assert np.allclose(out_pts, moved)
-        assert np.all((out_pts >= 0) & (out_pts <= 1)), "a label left the frame"
+        assert np.allclose(out_pts, moved, equal_nan=True)
+        given = np.isfinite(out_pts)
+        assert np.all((out_pts[given] >= -MARGIN) & (out_pts[given] <= 1 + MARGIN)), (
+            "a label went beyond the margin"
+        )
     # Now test where each dot went: a dot k lands under the label at the index it maps to.
     h, w = spec_hw(spec)
     for k, img_k in enumerate(_dots(pts, h, w)):
         out_img, out_pts = aug(img_k, pts.copy(), np.random.default_rng(seed))
+        if not np.isfinite(pts[k]).all():
+            continue  # a missing keypoint has no dot
+        if out_img[..., 0].max() < 128:
+            # the dot left the frame with its label: the label is outside it too
+            j = _partner(spec, k, out_pts)
+            assert not np.all((out_pts[j] > 0.02) & (out_pts[j] < 0.98)), out_pts[j]
+            continue
         cx, cy = _centroid(out_img)
         dists = np.hypot(out_pts[:, 0] - cx, out_pts[:, 1] - cy) * w
-        j = int(np.argmin(dists))
+        j = int(np.nanargmin(dists))
         # 1.5 px: a perspective warp skews the blob itself, which moves its centroid a little.
         assert dists[j] < 1.5, f"dot {k} is {dists[j]:.2f} px from its label"
         # The label that sits under dot k is k itself, or its flip partner.
         assert j == k or (j, k) in spec.flip_pairs or (k, j) in spec.flip_pairs
     return moved
+
+
+def _partner(spec: ModelSpec, k: int, out_pts: np.ndarray) -> int:
+    """Where label k went: k itself, or its flip partner (whichever is given)."""
+    for a, b in spec.flip_pairs:
+        if k in (a, b):
+            other = b if k == a else a
+            return k if np.isfinite(out_pts[k]).all() else other
+    return k
 
 
 def spec_hw(spec: ModelSpec) -> tuple[int, int]:
@@ -127,14 +150,43 @@ def test_keypoints_without_flip_pairs_are_never_mirrored() -> None:
         np.testing.assert_allclose(out, pts)
 
 
-def test_point_at_the_edge_is_never_pushed_out() -> None:
-    """A point near the border: warps that would push it out are resampled or skipped."""
+def test_point_at_the_edge_may_leave_the_frame_but_not_the_margin() -> None:
+    """A point near the border: a warp may push it out of the frame (it stays a valid
+    target within the margin); warps that would push it beyond are resampled or skipped."""
     spec = ModelSpec(task="point", input_height=H, input_width=W, num_keypoints=1)
     aug = Augmenter(spec, AugmentConfig(photometric=False, shift=0.3, rotate_deg=30, p_warp=1.0))
     pts = np.array([[0.99, 0.01]], np.float32)
+    left = 0
     for s in range(50):
         _, out = aug(np.zeros((H, W, 3), np.uint8), pts, np.random.default_rng(s))
-        assert np.all((out >= 0) & (out <= 1))
+        assert np.all((out >= -MARGIN) & (out <= 1 + MARGIN)), out
+        left += int(not np.all((out >= 0) & (out <= 1)))
+    assert 10 <= left < 50, f"{left} of 50 warps moved the point out of the frame"
+
+
+@pytest.mark.parametrize(
+    "inv", [("vflip",), ("rot90",), ("rot90", "vflip"), ("rotate",), ("hflip",)]
+)
+def test_a_missing_keypoint_stays_missing_and_the_others_follow(inv) -> None:
+    """NaN (a missing keypoint) through flips, turns and warps: still NaN, at the index its
+    label moved to (a flip swaps the pair); the given points still sit on their dots."""
+    spec = ModelSpec(
+        task="keypoints",
+        input_height=H,
+        input_width=W,
+        num_keypoints=3,
+        flip_pairs=((0, 1),),
+        invariances=inv,
+    )
+    pts = np.array([[0.25, 0.3], [np.nan, np.nan], [0.5, 0.7]], np.float32)
+    swapped = 0
+    for seed in range(12):
+        out = _check_each_point_follows(spec, pts, seed)
+        missing = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        assert len(missing) == 1 and np.isnan(out[missing[0]]).all(), out
+        assert missing[0] in (0, 1)  # its own index, or its flip partner's
+        swapped += int(missing[0] == 0)
+    assert 0 < swapped < 12  # flip pairs: a mirror is always allowed, half the time
 
 
 @pytest.mark.parametrize("inv", [(), ("rot90", "hflip", "vflip"), ("rotate",)])

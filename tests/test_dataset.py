@@ -135,7 +135,64 @@ def test_coordinate_out_of_range(tmp_path):
     root = _dataset(tmp_path / "d", GOOD_POINT_ROWS[:4] + ["4.jpg,1.7,0.5"])
     p = _only_problem(check_dataset(root, "point"))
     assert (p.row, p.file, p.field) == (6, "4.jpg", "x")
-    assert "x=1.7 is outside [0, 1]" in p.message
+    assert "x=1.7 is beyond the margin outside the frame: valid is [-0.25, 1.25]" in p.message
+
+
+def test_coordinate_just_past_the_margin_shows_every_digit(tmp_path):
+    root = _dataset(tmp_path / "d", GOOD_POINT_ROWS[:4] + ["4.jpg,0.5,-0.2500001"])
+    p = _only_problem(check_dataset(root, "point"))
+    assert (p.row, p.field) == (6, "y") and "y=-0.2500001 is beyond the margin" in p.message
+
+
+def test_points_slightly_outside_the_frame_are_counted_not_refused(tmp_path):
+    rows = GOOD_POINT_ROWS[:4] + ["4.jpg,1.25,0.5", "5.jpg,-0.1,-0.25"]
+    report = check_dataset(_dataset(tmp_path / "d", rows), "point")
+    assert report.ok, report.format()
+    assert report.stats["outside_frame"] == {"x,y": 2} and report.stats["margin"] == 0.25
+    assert "2 of 6 point(s) outside the frame, within the margin of 0.25" in report.format()
+    t = load_dataset(tmp_path / "d", "point").targets()
+    np.testing.assert_allclose(t[-2:, 0], [[1.25, 0.5], [-0.1, -0.25]], atol=1e-7)
+
+
+def test_missing_keypoints_are_masked_and_counted_per_keypoint(tmp_path):
+    rows = [
+        "0.jpg,0.1,0.2,0.3,0.4",
+        "1.jpg,,,0.5,0.6",
+        "2.jpg,0.7,0.8,,",
+        "3.jpg,,,0.2,0.2",
+        "4.jpg,0.4,0.4,0.6,0.6",
+    ]
+    root = _dataset(tmp_path / "d", rows, header="image,x1,y1,x2,y2")
+    report = check_dataset(root, "keypoints")
+    assert report.ok, report.format()
+    assert report.stats["missing"] == {"x1,y1": 2, "x2,y2": 1}
+    assert "3 of 10 missing/occluded point(s) (empty cells)" in report.format()
+    assert "x1,y1: 2, x2,y2: 1" in report.format()
+    t = load_dataset(root, "keypoints").targets()
+    assert t.shape == (5, 2, 2)
+    assert np.isnan(t[1, 0]).all() and np.isnan(t[2, 1]).all() and np.isfinite(t[0]).all()
+    np.testing.assert_allclose(t[1, 1], [0.5, 0.6], atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "text"),
+    [
+        ("1.jpg,0.5,,0.5,0.5", "y1", "y1 is empty but x1=0.5"),
+        ("1.jpg,0.5,0.5,,0.5", "x2", "x2 is empty but y2=0.5"),
+        ("1.jpg,,,,", "x1", "all 2 keypoints are empty: a row with no point"),
+    ],
+)
+def test_half_empty_pairs_and_rows_without_points_are_refused(tmp_path, row, field, text):
+    root = _dataset(tmp_path / "d", ["0.jpg,0.1,0.2,0.3,0.4", row], header="image,x1,y1,x2,y2")
+    p = _only_problem(check_dataset(root, "keypoints"))
+    assert (p.row, p.field) == (3, field) and text in p.message, p.message
+
+
+def test_a_point_row_without_its_point_is_refused(tmp_path):
+    root = _dataset(tmp_path / "d", GOOD_POINT_ROWS[:4] + ["4.jpg,,"])
+    p = _only_problem(check_dataset(root, "point"))
+    assert (p.row, p.field) == (6, "x")
+    assert "x,y are empty: a row with no point has nothing to learn from" in p.message
 
 
 def test_nine_columns_in_three_column_csv(tmp_path):
@@ -205,7 +262,7 @@ def test_quoted_fields_and_empty_label(tmp_path):
     rows = ['"0.jpg","0.5","0.5"', "1.jpg,,0.5"]
     root = _dataset(tmp_path / "d", rows)
     p = _only_problem(check_dataset(root, "point"))
-    assert (p.row, p.field) == (3, "x") and "'' is not a number" in p.message
+    assert (p.row, p.field) == (3, "x") and "x is empty but y=0.5" in p.message
 
 
 def test_missing_labels_csv(tmp_path):
@@ -331,8 +388,11 @@ def test_y_up_and_pixel_coordinates(tmp_path):
     t = load_dataset(root, "point", y_up=True).targets()
     np.testing.assert_allclose(t[:, 0], [[0.1, 0.8], [0.5, 0.1]], atol=1e-6)
     (root / "labels.csv").write_text("image,x,y\na.png,50,125\nb.png,25,10\n")
+    assert check_dataset(root, "point", coords="pixels").ok  # 1.25 of the height: the margin
+    (root / "labels.csv").write_text("image,x,y\na.png,-51,25\nb.png,25,10\n")
     p = _only_problem(check_dataset(root, "point", coords="pixels"))
-    assert (p.row, p.field) == (2, "y") and "outside the image (0..100 px)" in p.message
+    assert (p.row, p.field) == (2, "x")
+    assert "x=-51 px is beyond the margin outside the image: valid is -50..250 px" in p.message
 
 
 def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:

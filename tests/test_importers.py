@@ -346,6 +346,13 @@ def test_labelstudio_keypoints_need_an_order_and_keep_off_frame_coordinates(tmp_
     assert float(rows["0123abcd-g0.jpg"]["x3"]) == pytest.approx(1.005)  # written as it is
     assert rows["0123abcd-g2.jpg"]["x3"] == "" and rows["0123abcd-g2.jpg"]["y3"] == ""
     assert float(rows["0123abcd-g1.jpg"]["y4"]) == pytest.approx(0.91)
+    # what edgereg reads: the off-frame corner is a target (within the margin), the
+    # missing one is masked (NaN); data check counts both and passes
+    check = _ok(run_cli("data", "check", tmp_path / "d", "--task", "keypoints"))
+    assert "1 of 12 missing/occluded point(s)" in check and "outside the frame" in check
+    t = _targets(tmp_path / "d", "keypoints")
+    assert np.isnan(t["0123abcd-g2.jpg"][2]).all()
+    assert t["0123abcd-g0.jpg"][2, 0] == pytest.approx(1.005)
 
 
 # --------------------------------------------------------------------------- COCO

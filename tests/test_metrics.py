@@ -64,6 +64,36 @@ def test_point_baseline_is_training_mean():
     assert m2["baseline_mean_error_px"] == pytest.approx(32 * math.hypot(0.1, 0.1))
 
 
+def test_missing_keypoints_are_left_out_of_metrics_and_baseline():
+    nan = np.nan
+    yt = np.array([[[0.1, 0.1], [nan, nan]], [[0.5, 0.5], [0.25, 0.5]]])
+    # a wild prediction for the missing keypoint must not count
+    yp = np.array([[[0.1, 0.1], [0.9, 0.9]], [[0.5, 0.5 + 2 / 32], [0.25, 0.5]]])
+    train = np.array([[[0.2, 0.2], [nan, nan]], [[0.4, 0.2], [0.25, 0.5]]])
+    m = compute_metrics(KP2, yt, yp, train_targets=train)
+    # three given points: errors 0, 2 px (0.0625 of the 32 px height), 0
+    assert m["mean_error_px"] == pytest.approx(2 / 3)
+    assert m["median_error_px"] == 0.0
+    assert m["pck@0.05"] == pytest.approx(2 / 3)
+    # baseline: keypoint 0's mean over both rows (0.3, 0.2); keypoint 1's over the row
+    # that gives it (0.25, 0.5): NaN rows take no part
+    d = [math.hypot(0.2 * 64, 0.1 * 32), math.hypot(0.2 * 64, 0.3 * 32), 0.0]
+    assert m["baseline_mean_error_px"] == pytest.approx(np.mean(d))
+    assert all(math.isfinite(v) for k, v in m.items() if isinstance(v, float))
+
+
+def test_points_outside_the_frame_are_scored_like_any_other():
+    yt = np.array([[[1.1, -0.1]]])
+    m = compute_metrics(POINT, yt, np.array([[[1.0, -0.1]]]))
+    assert m["mean_error_px"] == pytest.approx(0.1 * 32)
+
+
+def test_no_given_point_gives_no_metric():
+    yt = np.full((1, 2, 2), np.nan)
+    m = compute_metrics(KP2, yt, np.zeros((1, 2, 2)))
+    assert m["mean_error_px"] is None and m["pck@0.05"] is None
+
+
 def test_value_metrics_and_r2():
     yt = np.array([100.0, 200.0, 300.0])
     yp = np.array([110.0, 190.0, 300.0])

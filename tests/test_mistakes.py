@@ -130,7 +130,7 @@ def test_separator_rows_keep_their_line_numbers_and_an_unknown_one_is_named(tmp_
     rows = "".join(f"{i}.jpg;0,{i + 1};0,5\n" for i in range(5)) + "5.jpg;1,5;0,5\n"
     report = check_dataset(dataset(tmp_path / "d", "sep=;\nimage;x;y\n" + rows), "point")
     assert [p.row for p in report.problems] == [8]  # line 8 of the file: sep=, header, 6 rows
-    assert "x=1.5 is outside [0, 1]" in problems(report)
+    assert "x=1.5 is beyond the margin" in problems(report)
     assert "decimal comma" in report.format()
     (tmp_path / "d" / "labels.csv").write_text("image|x|y\n0.jpg|0.1|0.2\n")
     text = problems(check_dataset(tmp_path / "d", "point"))
@@ -305,9 +305,10 @@ def test_plausible_mistakes_are_warned_about(tmp_path):
     case = "image,label\n" + "".join(f"{i}.jpg,{'OK' if i % 2 else 'ok'}\n" for i in range(12))
     report = check_dataset(dataset(tmp_path / "c", case, n=12), "class")
     assert report.ok and any("'OK' and 'ok' differ only in case" in w for w in report.warnings)
-    close = "image,x,y\n0.jpg,1.0000001,0.5\n" + "".join(f"{i}.jpg,0.5,0.5\n" for i in range(1, 6))
+    close = "image,x,y\n0.jpg,1.2500001,0.5\n" + "".join(f"{i}.jpg,0.5,0.5\n" for i in range(1, 6))
     report = check_dataset(dataset(tmp_path / "n", close), "point")
-    assert "x=1.0000001 is outside [0, 1]" in problems(report)  # not "x=1 is outside [0, 1]"
+    # the value with every digit, not "x=1.25 is beyond the margin" (1.25 is allowed)
+    assert "x=1.2500001 is beyond the margin" in problems(report)
     r = edgereg(
         "data", "check", tmp_path / "p", "--task", "point", "--coords", "pixels", cwd=tmp_path
     )

@@ -81,7 +81,7 @@ def test_every_task_decodes_like_the_keras_model(models, task, variant, io):
         assert res.points.shape == (spec.num_keypoints, 2)
         np.testing.assert_allclose(res.points, want, atol=tol)
         np.testing.assert_allclose(res.points_px, want * [fw, fh], atol=tol * fw)
-        assert set(res.outputs) == {"points", "points_px"}
+        assert set(res.outputs) == {"points", "points_px", "inside"}
     elif task == "value":
         lo, hi = spec.value_range
         assert res.value == pytest.approx(lo + ref[0] * (hi - lo), abs=tol * (hi - lo))

@@ -296,3 +296,70 @@ def test_class_every_defect_is_drawn_and_visible():
         assert visible >= 15, (i, p["defect_kind"], visible)
         counts[p["defect_kind"]] = counts.get(p["defect_kind"], 0) + 1
     assert set(counts) == {"crack", "chip", "pit"}
+
+
+# --------------------------------------------------------------------------- real-world labels
+def test_keypoints_outside_and_occluded_options(tmp_path, run_cli):
+    """--outside/--occluded: exact shares, labels past the edge (within the margin) and
+    empty cells, data check counts them without refusing, and every other image is the
+    same bytes as without the options."""
+    args = ("samples", "make", "--task", "keypoints", "--n", "20", "--n-val", "0")
+    r = run_cli(*args[:2], tmp_path / "plain", *args[2:])
+    assert r.returncode == 0, r.stderr
+    r = run_cli(*args[:2], tmp_path / "real", *args[2:], "--outside", "0.2", "--occluded", "0.1")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.reader((tmp_path / "real" / "train" / "labels.csv").open()))[1:]
+    plain = {r[0]: r[1:] for r in csv.reader((tmp_path / "plain" / "train" / "labels.csv").open())}
+    missing = [r for r in rows if "" in r[1:]]
+    outside = [r for r in rows if "" not in r[1:] and not all(0 <= float(v) <= 1 for v in r[1:])]
+    assert len(missing) == 2 and all(r[1:].count("") == 2 for r in missing)
+    assert len(outside) == 4
+    assert all(-0.25 <= float(v) <= 1.25 for r in outside for v in r[1:])
+    changed = {r[0] for r in missing + outside}
+    for r in rows:
+        same = (tmp_path / "plain" / "train" / r[0]).read_bytes() == (
+            tmp_path / "real" / "train" / r[0]
+        ).read_bytes()
+        assert same == (r[0] not in changed), r[0]
+        assert (r[1:] == plain[r[0]]) == (r[0] not in changed)
+    report = check_dataset(tmp_path / "real" / "train", "keypoints")
+    assert report.ok, report.format()
+    assert sum(report.stats["missing"].values()) == 2
+    assert sum(report.stats["outside_frame"].values()) >= 4
+
+
+def test_a_hidden_corner_is_covered_and_an_outside_corner_is_past_the_edge():
+    for i in range(6):
+        p = K.keypoints_params(np.random.default_rng(i), occlude=True)
+        (k,) = p["hidden"]
+        img, mask = K.render_keypoints(p)
+        clean, _ = K.render_keypoints({**p, "occluders": p["occluders"][:-1]})
+        x, y = (int(round(v)) for v in p["corners"][k])
+        x, y = min(max(x, 2), 221), min(max(y, 2), 221)
+        # the blob's colour, not the card's corner, is at the hidden corner
+        assert (
+            np.abs(
+                img[y - 2 : y + 3, x - 2 : x + 3].astype(int) - clean[y - 2 : y + 3, x - 2 : x + 3]
+            )
+            .sum(-1)
+            .min()
+            > 0
+        )
+        assert K.keypoints_label(p)[2 * k] is None
+        q = K.keypoints_params(np.random.default_rng(i), outside=True)
+        lab = np.array(K.keypoints_label(q), float).reshape(4, 2)
+        out = ~np.all((lab >= 0) & (lab <= 1), axis=1)
+        assert 1 <= out.sum() <= 2 and np.all((lab >= -0.13) & (lab <= 1.13))
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (("--task", "point", "--outside", "0.1"), "--outside applies to --task keypoints only"),
+        (("--task", "keypoints", "--occluded", "1.5"), "--occluded: 1.5 must be a share"),
+    ],
+)
+def test_sample_options_belong_to_their_task(tmp_path, run_cli, args, text):
+    r = run_cli("samples", "make", tmp_path / "x", *args, "--n", "2", "--n-val", "0")
+    assert r.returncode == 3 and text in r.stderr, r.stderr
+    assert not (tmp_path / "x").exists()

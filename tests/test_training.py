@@ -112,7 +112,7 @@ def test_heads_obey_the_output_contract_and_load_in_safe_mode(tmp_path: Path) ->
         if task == "value":
             assert float(far[0]) == 350.0
         elif task != "class":
-            assert np.all(far == 1.0)
+            assert np.all(far == 1.25)  # the frame plus the labels' margin
         path = tmp_path / f"{task}.keras"
         model.save(path)
         loaded = keras.saving.load_model(path, safe_mode=True)

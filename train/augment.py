@@ -9,9 +9,12 @@ with the pixels according to the policy's target kind:
 - ``points``: (K, 2) normalized coordinates, origin at the top-left CORNER of the image
   (pixel ``i`` covers ``[i, i+1)``, its centre is ``i + 0.5``), move exactly like the
   pixels (albumentations' keypoint support); a horizontal flip swaps the declared pairs.
-  When a warp would push a point out of the frame, the warp is RESAMPLED (up to
-  ``max_tries``); if no sample keeps every point inside, the image is kept unwarped. A
-  label is never clipped or dropped silently;
+  A point a warp pushes slightly out of the frame stays a valid target, up to the
+  policy's ``margin`` (0.25 of the frame for coordinate tasks: the labels' own margin);
+  when a warp would push a point beyond it, the warp is RESAMPLED (up to ``max_tries``);
+  if no sample keeps every point within, the image is kept unwarped. A missing keypoint
+  (NaN) stays missing through flips, turns and warps. A label is never clipped or dropped
+  silently;
 - ``direction``: an image direction in degrees clockwise from up (an angle task's
   target, via the task's ``to_geometry``) turns with the pixels: a mirror flips its sign,
   a rotation by t adds t; under a warp the direction is followed through two points
@@ -35,9 +38,6 @@ import numpy as np
 from edge_runtime.spec import ModelSpec
 from train import tasks
 from train.tasks import AugmentPolicy
-
-#: How far inside the frame a point must stay after a warp (normalized units).
-EDGE_MARGIN = 0.0
 
 
 @dataclass(frozen=True)
@@ -178,16 +178,22 @@ class Augmenter:
             return compose(image=img, keypoints=np.zeros((0, 2), np.float32))["image"], None
         if self.kind == "direction":
             return _warp_direction(compose, img, float(geo), rng)
+        # Missing keypoints (NaN) ride along at the centre and are masked again after.
+        given = np.isfinite(geo).all(axis=1)
+        pts = np.where(given[:, None], geo, 0.5)
         # albumentations puts pixel centres on integers; ours are at i + 0.5.
-        kp = np.stack([geo[:, 0] * w - 0.5, geo[:, 1] * h - 0.5], axis=1)
+        kp = np.stack([pts[:, 0] * w - 0.5, pts[:, 1] * h - 0.5], axis=1)
+        lo, hi = -self.policy.margin, 1.0 + self.policy.margin
         for _ in range(self.cfg.max_tries):
             compose.set_random_seed(int(rng.integers(2**31)))
             out = compose(image=img, keypoints=kp)
             moved = np.asarray(out["keypoints"], dtype=np.float32)[:, :2]
             new = np.stack([(moved[:, 0] + 0.5) / w, (moved[:, 1] + 0.5) / h], axis=1)
-            if np.all(new >= EDGE_MARGIN) and np.all(new <= 1.0 - EDGE_MARGIN):
+            if np.all(new[given] >= lo) and np.all(new[given] <= hi):
+                new[~given] = np.nan
                 return out["image"], new.astype(np.float32)
-        # No sample kept every point inside: keep this image unwarped (labels stay exact).
+        # No sample kept every point within the margin: keep this image unwarped (labels
+        # stay exact).
         return img, geo
 
 

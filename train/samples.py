@@ -189,12 +189,50 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
+def sample_options(task: str, given: dict[str, Any] | None) -> dict[str, Any]:
+    """The values of ``task``'s sample options (:attr:`SampleSet.options`): the given ones
+    parsed, the others at their defaults. An option of another task is an OptionError."""
+    mine = {o.name: o for o in sample_set(task).options}
+    out = {name: o.default for name, o in mine.items()}
+    for name, v in (given or {}).items():
+        if name not in mine:
+            raise OptionError(_not_this_tasks(name, task))
+        o = mine[name]
+        out[name] = o.parse(v) if o.parse is not None and v is not None else v
+    return out
+
+
+def _not_this_tasks(name: str, task: str) -> str:
+    """Why sample option ``name`` was refused for ``task``: the tasks it belongs to."""
+    from train import tasks
+
+    owners = {
+        t.name: o
+        for t in tasks.tasks()
+        if (s := t.samples()) is not None
+        for o in s.options
+        if o.name == name
+    }
+    if not owners:
+        return f"{name}: not a sample option of any task"
+    flag = next(iter(owners.values())).flag
+    return f"{flag} applies to --task {', '.join(owners)} only (this is --task {task})"
+
+
 def write_split(
-    out: Path, task: str, n: int, seed: int, split: int, progress: bool, workers: int = 1
+    out: Path,
+    task: str,
+    n: int,
+    seed: int,
+    split: int,
+    progress: bool,
+    workers: int = 1,
+    options: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``n`` images and labels.csv into the folder ``out`` (replaced as a whole)."""
     s = sample_set(task)
-    plan = s.plan(n, seed, split) if s.plan is not None else [{} for _ in range(n)]
+    opts = sample_options(task, options)
+    plan = s.plan(n, seed, split, **opts) if s.plan is not None else [{} for _ in range(n)]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -286,6 +324,7 @@ def make_samples(
     seed: int = 0,
     progress: bool = False,
     workers: int | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``out_dir/train/`` and ``out_dir/val/``, two contract datasets of ``task``.
 
@@ -294,9 +333,11 @@ def make_samples(
     existing folder of the same name is replaced only when it is an edgereg sample set
     (its ``.edgereg`` marker, or only ``labels.csv`` and ``img_NNNNN.jpg`` files); anything
     else is a ClashError before anything is written. ``workers`` processes render in
-    parallel (the bytes do not depend on it).
+    parallel (the bytes do not depend on it). ``options`` are the task's own sample
+    options (its ``SampleSet.options``, e.g. keypoints ``outside=0.1``).
     """
     s = sample_set(task)
+    sample_options(task, options)  # a wrong option fails before anything is written
     dn, dv = s.counts
     n = dn if n is None else int(n)
     n_val = dv if n_val is None else int(n_val)
@@ -311,7 +352,7 @@ def make_samples(
     check_sample_dirs(out, with_val=bool(n_val))
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
-    write_split(out / "train", task, n, seed, 0, progress, workers)
+    write_split(out / "train", task, n, seed, 0, progress, workers, options)
     if n_val:
-        write_split(out / "val", task, n_val, seed, 1, progress, workers)
+        write_split(out / "val", task, n_val, seed, 1, progress, workers, options)
     return out

@@ -26,9 +26,18 @@ import os
 from collections.abc import Iterator
 
 from ..errors import SpecError
-from .base import DeviceTask, FrameGeometry, import_task_modules
+from .base import DeviceTask, FrameGeometry, OutputMetadata, import_task_modules
 
-__all__ = ["DeviceTask", "FrameGeometry", "get", "names", "register", "unregister", "tasks"]
+__all__ = [
+    "DeviceTask",
+    "FrameGeometry",
+    "OutputMetadata",
+    "get",
+    "names",
+    "register",
+    "unregister",
+    "tasks",
+]
 
 #: Environment variable: extra modules (comma-separated) that register task kinds.
 PLUGINS_ENV = "EDGEREG_TASKS"

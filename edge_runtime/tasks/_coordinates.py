@@ -2,7 +2,11 @@
 
 Coordinates are normalized to [0, 1] of the frame (or ROI) the model saw, origin top-left
 (the top-left CORNER of the image; pixel ``i`` covers ``[i, i + 1)``), x right, y down.
-The model's output is K (x, y) pairs from a linear layer; decoding bounds them to [0, 1].
+A point may lie slightly OUTSIDE the frame (a card's corner cut off by the image edge):
+labels and predictions may go :data:`MARGIN` beyond it on every side, i.e.
+[-0.25, 1.25]. The model's output is K (x, y) pairs from a linear layer; decoding bounds
+them to that range, and each result says per point whether it is inside the frame
+(``inside``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import numpy as np
 
 from ..draw import put_text
 from ..errors import SpecError
-from .base import DeviceTask, FrameGeometry, fmt_number, json_number, number_schema
+from .base import DeviceTask, FrameGeometry, OutputMetadata, fmt_number, json_number, number_schema
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..postprocess import Result
@@ -25,6 +29,12 @@ if TYPE_CHECKING:  # pragma: no cover
 POINT_DECIMALS = 4
 #: Decimals of pixel coordinates in JSON results (computed before rounding).
 PX_DECIMALS = 2
+#: How far outside the frame a point may be, in normalized units (a quarter of the
+#: width/height on each side): labels within it are valid targets, predictions are
+#: bounded to it. Shared by the workstation's label checks and augmentation.
+MARGIN = 0.25
+#: The range of a normalized coordinate: the frame plus the margin on both sides.
+LOW, HIGH = -MARGIN, 1.0 + MARGIN
 
 #: BGR colours for keypoints 0, 1, 2, ... (cycled).
 PALETTE = (
@@ -38,7 +48,8 @@ PALETTE = (
 
 
 class CoordinatesTask(DeviceTask):
-    """K normalized (x, y) points per frame; ``points`` and ``points_px`` in results."""
+    """K normalized (x, y) points per frame; ``points``, ``points_px`` and ``inside`` in
+    results (``inside[k]``: point k is within the full frame, not in the margin beyond)."""
 
     spec_fields: ClassVar[frozenset[str]] = frozenset({"num_keypoints", "flip_pairs"})
     #: A free rotation would move points out of the frame: never used at test time.
@@ -68,16 +79,13 @@ class CoordinatesTask(DeviceTask):
 
     def decode(self, spec: ModelSpec, raw: np.ndarray) -> np.ndarray:
         y = np.asarray(raw, dtype=np.float32)
-        return np.clip(y, 0.0, 1.0).reshape(*y.shape[:-1], spec.num_keypoints, 2)
+        return np.clip(y, LOW, HIGH).reshape(*y.shape[:-1], spec.num_keypoints, 2)
 
     def result_fields(
         self, spec: ModelSpec, decoded: np.ndarray, frame: FrameGeometry
     ) -> dict[str, Any]:
         pts = roi_to_frame(np.asarray(decoded, np.float32).reshape(-1, 2), frame)
-        return {
-            "points": pts,
-            "points_px": pts * np.array([frame.width, frame.height], dtype=np.float32),
-        }
+        return point_fields(pts, frame.width, frame.height)
 
     def prediction(self, spec: ModelSpec, result: Result) -> np.ndarray:
         return np.asarray(result.outputs["points"], np.float32).reshape(spec.num_keypoints, 2)
@@ -86,16 +94,18 @@ class CoordinatesTask(DeviceTask):
         return {
             "points": json_number(outputs["points"], POINT_DECIMALS),
             "points_px": json_number(outputs["points_px"], PX_DECIMALS),
+            "inside": [bool(v) for v in outputs.get("inside", _inside(outputs["points"]))],
         }
 
     def result_schema(self, spec: ModelSpec | None = None) -> dict[str, Any]:
         k = self.fixed_points if spec is None else spec.num_keypoints
         norm = number_schema(
-            f"normalized to the full frame, origin top-left; rounded to {POINT_DECIMALS} "
-            "decimals (1e-4 of the frame)",
+            f"normalized to the full frame, origin top-left; up to {MARGIN:g} of the frame "
+            f"beyond its edges (the labels' margin); rounded to {POINT_DECIMALS} decimals "
+            "(1e-4 of the frame)",
             POINT_DECIMALS,
-            0.0,
-            1.0,
+            LOW,
+            HIGH,
         )
         px = number_schema(
             f"in pixels of the full frame; rounded to {PX_DECIMALS} decimals", PX_DECIMALS
@@ -104,16 +114,20 @@ class CoordinatesTask(DeviceTask):
             "properties": {
                 "points": _points_schema(norm, k, "(x, y) per keypoint, in the spec's order"),
                 "points_px": _points_schema(px, k, "the same points in frame pixels"),
+                "inside": {
+                    "type": "array",
+                    "items": {"type": "boolean"},
+                    "description": "per point: whether it lies within the frame",
+                    **({} if k is None else {"minItems": k, "maxItems": k}),
+                },
             },
-            "required": ["points", "points_px"],
+            "required": ["points", "points_px", "inside"],
         }
 
     def apply_smoothed(self, spec: ModelSpec, result: Result, vector: np.ndarray) -> None:
         # The smoothed points are already in the full frame: no ROI to undo again.
         w, h = result.frame_size or (1, 1)
-        pts = np.asarray(vector, np.float32).reshape(-1, 2)
-        result.outputs["points"] = pts
-        result.outputs["points_px"] = pts * np.array([w, h], dtype=np.float32)
+        result.outputs.update(point_fields(np.asarray(vector, np.float32).reshape(-1, 2), w, h))
 
     def tta_invert(self, spec: ModelSpec, decoded: np.ndarray, transform: str) -> np.ndarray:
         return invert_transform(np.asarray(decoded).reshape(-1, 2), transform, spec)
@@ -126,9 +140,16 @@ class CoordinatesTask(DeviceTask):
         for k, (px, py) in enumerate(pts):
             if not (np.isfinite(px) and np.isfinite(py)):
                 continue
-            c = (int(round(px)), int(round(py)))
-            cv2.circle(image_bgr, c, radius, PALETTE[k % len(PALETTE)], -1, cv2.LINE_AA)
-            cv2.circle(image_bgr, c, radius + 1, (0, 0, 0), 1, cv2.LINE_AA)
+            colour = PALETTE[k % len(PALETTE)]
+            # A point beyond the frame is drawn where it leaves it: a hollow ring on the
+            # border (OpenCV needs integer pixels; a far value must not overflow them).
+            cx, cy = min(max(px, 0.0), w - 1.0), min(max(py, 0.0), h - 1.0)
+            c = (int(round(cx)), int(round(cy)))
+            if (cx, cy) == (px, py):
+                cv2.circle(image_bgr, c, radius, colour, -1, cv2.LINE_AA)
+                cv2.circle(image_bgr, c, radius + 1, (0, 0, 0), 1, cv2.LINE_AA)
+            else:
+                cv2.circle(image_bgr, c, radius + 1, colour, 2, cv2.LINE_AA)
             if len(pts) > 1:
                 put_text(image_bgr, str(k), (c[0] + radius + 2, c[1] - radius - 2), scale * 0.8)
 
@@ -144,6 +165,15 @@ class CoordinatesTask(DeviceTask):
                 fmt_number(px[k, 1], 2),
             ]
         return row
+
+    def output_metadata(self, spec: ModelSpec) -> OutputMetadata:
+        k = spec.num_keypoints
+        return OutputMetadata(
+            "points",
+            f"{k} point(s) as x1, y1, ..., x{k}, y{k}: normalized to the input image (0..1 "
+            "across its width and height from the top-left corner, y down). A point may lie "
+            f"up to {MARGIN:g} beyond the image (edgereg bounds outputs to [{LOW:g}, {HIGH:g}]).",
+        )
 
     def int8_note(self, spec: ModelSpec, output_scale: float) -> str:
         step = float(output_scale)
@@ -161,6 +191,22 @@ def _points_schema(number: dict[str, Any], k: int | None, description: str) -> d
     else:
         out["minItems"] = out["maxItems"] = k
     return out
+
+
+def _inside(points: Any) -> list[bool]:
+    pts = np.asarray(points, np.float32).reshape(-1, 2)
+    return [bool(v) for v in np.all((pts >= 0.0) & (pts <= 1.0), axis=1)]
+
+
+def point_fields(points: np.ndarray, width: int, height: int) -> dict[str, Any]:
+    """A result's fields for (K, 2) points normalized to the full frame of ``width`` x
+    ``height``: ``points``, ``points_px`` and ``inside`` (per point, within the frame)."""
+    pts = np.asarray(points, np.float32).reshape(-1, 2)
+    return {
+        "points": pts,
+        "points_px": pts * np.array([width, height], dtype=np.float32),
+        "inside": _inside(pts),
+    }
 
 
 def roi_to_frame(points: np.ndarray, frame: FrameGeometry) -> np.ndarray:

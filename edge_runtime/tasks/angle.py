@@ -34,6 +34,7 @@ from . import register
 from .base import (
     DeviceTask,
     FrameGeometry,
+    OutputMetadata,
     fmt_number,
     json_number,
     number_schema,
@@ -195,6 +196,14 @@ class AngleTask(DeviceTask):
         if "reading" in result.outputs:
             row.append(fmt_number(result.outputs["reading"]))
         return row
+
+    def output_metadata(self, spec: ModelSpec) -> OutputMetadata:
+        return OutputMetadata(
+            "direction",
+            "(sin t, cos t) of the direction t in the image, in degrees clockwise from up: "
+            "t = atan2(output[0], output[1]); the user's zero and sense are in the "
+            "'edgereg_spec' metadata (params)",
+        )
 
     def int8_note(self, spec: ModelSpec, output_scale: float) -> str:
         s = float(output_scale)

@@ -36,6 +36,17 @@ class FrameGeometry:
     roi: tuple[int, int, int, int] | None = None
 
 
+@dataclass(frozen=True)
+class OutputMetadata:
+    """What the model's output tensor is, for the standard TFLite Metadata other tools
+    read (``convert/tflite_metadata.py``): a name, a description, and class labels (a
+    classification output with a label file) or none (a plain feature output)."""
+
+    name: str
+    description: str
+    labels: tuple[str, ...] = ()
+
+
 class DeviceTask:
     """One task kind, device side. Subclass it in ``edge_runtime/tasks/<module>.py``.
 
@@ -133,6 +144,11 @@ class DeviceTask:
     def int8_note(self, spec: ModelSpec, output_scale: float) -> str:
         """What one step of an int8 output means in the user's units (conversion report)."""
         return f"the output is int8 with scale {output_scale:.4g}"
+
+    def output_metadata(self, spec: ModelSpec) -> OutputMetadata:
+        """The output tensor for other tools (standard TFLite Metadata): what its numbers
+        are and how to read them without edgereg."""
+        return OutputMetadata(self.name, f"{self.summary} ({self.output_size(spec)} values)")
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"

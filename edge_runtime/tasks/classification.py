@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import SpecError
 from . import register
-from .base import DeviceTask, FrameGeometry, fmt_number, json_number, number_schema
+from .base import DeviceTask, FrameGeometry, OutputMetadata, fmt_number, json_number, number_schema
 
 #: Decimals of probabilities in JSON results (a uint8 softmax resolves 1/256).
 PROB_DECIMALS = 4
@@ -92,6 +92,14 @@ class ClassTask(DeviceTask):
     def csv_values(self, spec: ModelSpec, result: Result) -> list[str]:
         probs = result.outputs["probabilities"]
         return [str(result.outputs["label"])] + [fmt_number(probs.get(n)) for n in spec.class_names]
+
+    def output_metadata(self, spec: ModelSpec) -> OutputMetadata:
+        return OutputMetadata(
+            "probabilities",
+            f"softmax probabilities of the {len(spec.class_names)} classes, in the order of "
+            "labels.txt",
+            tuple(spec.class_names),
+        )
 
     def int8_note(self, spec: ModelSpec, output_scale: float) -> str:
         s = float(output_scale)

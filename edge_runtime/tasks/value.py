@@ -15,6 +15,7 @@ from . import register
 from .base import (
     DeviceTask,
     FrameGeometry,
+    OutputMetadata,
     check_pair,
     fmt_number,
     json_number,
@@ -88,6 +89,15 @@ class ValueTask(DeviceTask):
 
     def csv_values(self, spec: ModelSpec, result: Result) -> list[str]:
         return [fmt_number(result.outputs["value"])]
+
+    def output_metadata(self, spec: ModelSpec) -> OutputMetadata:
+        lo, hi = spec.value_range or (0.0, 1.0)
+        units = f" {spec.units}" if spec.units else ""
+        return OutputMetadata(
+            spec.target_name or "value",
+            f"{spec.target_name or 'the value'} normalized over its range: value = {lo:g} + "
+            f"output * {hi - lo:g} ({lo:g}..{hi:g}{units}; edgereg bounds it to that range)",
+        )
 
     def int8_note(self, spec: ModelSpec, output_scale: float) -> str:
         lo, hi = spec.value_range  # type: ignore[misc]

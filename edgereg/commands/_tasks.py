@@ -99,3 +99,40 @@ def given_task_options(kw: dict[str, Any], *, labels_only: bool) -> dict[str, An
             if ctx.get_parameter_source(n) != default:
                 out[n] = v
     return out
+
+
+def _sample_options() -> list[tuple[Any, list[str]]]:
+    """Every sample generator's own options, each name once, with the tasks it belongs to."""
+    from train import tasks
+
+    seen: dict[str, tuple[Any, list[str]]] = {}
+    for t in tasks.tasks():
+        s = t.samples()
+        for o in s.options if s is not None else ():
+            seen.setdefault(o.name, (o, []))[1].append(t.name)
+    return list(seen.values())
+
+
+def sample_options() -> Callable[[Any], Any]:
+    """A decorator adding every task's sample options (``SampleSet.options``) to
+    ``edgereg samples make``."""
+
+    def decorate(f: Any) -> Any:
+        for o, owners in reversed(_sample_options()):
+            f = _option(o, owners, tristate=False)(f)
+        return f
+
+    return decorate
+
+
+def given_sample_options(kw: dict[str, Any]) -> dict[str, Any]:
+    """Take the sample options out of ``kw``; keep the ones the user gave."""
+    ctx = click.get_current_context()
+    default = click.core.ParameterSource.DEFAULT
+    out = {}
+    for o, _ in _sample_options():
+        if o.name in kw:
+            v = kw.pop(o.name)
+            if ctx.get_parameter_source(o.name) != default:
+                out[o.name] = v
+    return out

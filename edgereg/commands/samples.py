@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._tasks import sample_task_choice, sample_task_help
+from ._tasks import given_sample_options, sample_options, sample_task_choice, sample_task_help
 
 
 def _counts(split: int) -> str:
@@ -46,14 +46,22 @@ def cli() -> None:
     default=None,
     help="Processes that render in parallel (default: up to 4 cores; output is the same).",
 )
+@sample_options()
 def make(
-    out_dir: str, task: str, n: int | None, n_val: int | None, seed: int, workers: int | None
+    out_dir: str,
+    task: str,
+    n: int | None,
+    n_val: int | None,
+    seed: int,
+    workers: int | None,
+    **task_kw: object,
 ) -> None:
     """Write OUT_DIR/train/ and OUT_DIR/val/, each a dataset with labels.csv + JPEGs.
 
     Existing OUT_DIR/train and OUT_DIR/val folders are replaced only when they are
     edgereg sample sets; any other folder of that name is refused (exit 13), and so is an
-    OUT_DIR that is a dataset itself.
+    OUT_DIR that is a dataset itself. The options marked
+    [--task ...] belong to that task's generator (see docs/samples.md).
     """
     import time
     from pathlib import Path
@@ -61,7 +69,17 @@ def make(
     from train.samples import make_samples
 
     t0 = time.perf_counter()
-    out = make_samples(out_dir, task, n=n, n_val=n_val, seed=seed, progress=True, workers=workers)
+    options = given_sample_options(task_kw)
+    out = make_samples(
+        out_dir,
+        task,
+        n=n,
+        n_val=n_val,
+        seed=seed,
+        progress=True,
+        workers=workers,
+        options=options,
+    )
     dt = time.perf_counter() - t0
     for split in ("train", "val"):
         d = Path(out) / split

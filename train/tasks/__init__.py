@@ -21,6 +21,7 @@ from edge_runtime.tasks.base import import_task_modules
 from .base import (
     AugmentPolicy,
     BaselineRule,
+    BenchVariant,
     HeaderProblem,
     ImportRule,
     LabelColumns,
@@ -32,6 +33,7 @@ from .base import (
 __all__ = [
     "AugmentPolicy",
     "BaselineRule",
+    "BenchVariant",
     "HeaderProblem",
     "ImportRule",
     "LabelColumns",

@@ -111,6 +111,9 @@ class AugmentPolicy:
     flip_permutation: tuple[int, ...] = ()
     #: glare spots on top of the photometric jitter (shiny dials)
     glare: bool = False
+    #: points only: how far outside the frame (normalized) a warp may move a point; a
+    #: point beyond it makes the warp be drawn again
+    margin: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -160,11 +163,35 @@ class SampleSet:
     header: str
     #: one label as the text after ``image,`` in labels.csv
     label_text: Callable[[Any], str]
-    #: per-image keyword arguments for ``params`` (e.g. which images show a defect)
-    plan: Callable[[int, int, int], list[dict[str, Any]]] | None = None
+    #: per-image keyword arguments for ``params`` (e.g. which images show a defect):
+    #: ``plan(n, seed, split, **options)`` with this set's :attr:`options`' values
+    plan: Callable[..., list[dict[str, Any]]] | None = None
     #: the fewest images a split may have (both classes need one each)
     min_images: int = 1
     description: str = ""
+    #: task-specific options of ``edgereg samples make`` (e.g. ``--outside 0.1``); the
+    #: command line is built from them, their values go to :attr:`plan`
+    options: tuple[TaskOption, ...] = ()
+
+
+@dataclass(frozen=True)
+class BenchVariant:
+    """A variant of a task's benchmark (``python -m bench --tasks NAME``): the task's
+    sample data made with some of its sample options, e.g. corners outside the frame.
+
+    ``groups`` names the rows the variant is about, from the dataset-form targets
+    (N, ...) -> one boolean mask per group (e.g. ``{"a corner outside": ...}``). The
+    benchmark also trains on the same data WITHOUT those rows (what a user had to do
+    when they were refused) and scores both models on each group of the validation rows.
+    """
+
+    name: str
+    description: str
+    sample_args: tuple[str, ...]
+    groups: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
+    #: extra ``edgereg train`` arguments of BOTH runs (after the task's own), e.g. a
+    #: shorter schedule: the two runs are compared at the same budget
+    train_args: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- the task
@@ -195,6 +222,10 @@ class TrainTask:
     bench_metrics: ClassVar[tuple[str, ...]] = ()
     #: the hand-rolled recipe of bench/handrolled.py this task is compared with (or None)
     handrolled: ClassVar[str | None] = None
+
+    def bench_variants(self) -> tuple[BenchVariant, ...]:
+        """Variants of this task's benchmark (see :class:`BenchVariant`). Default none."""
+        return ()
 
     @property
     def device(self) -> DeviceTask:

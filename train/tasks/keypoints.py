@@ -3,7 +3,10 @@
 Labels: ``image,x1,y1,...,xK,yK`` (K from the header; normalized, origin top-left).
 ``--flip-pairs 0:1,2:3`` names the keypoints that swap under a horizontal mirror; without
 it images are never mirrored. Sample data: the user story of ``seeds/002``, a card's
-four corners (TL, TR, BR, BL) under perspective on clutter.
+four corners (TL, TR, BR, BL) under perspective on clutter; ``--outside`` and
+``--occluded`` make some cards reach past the frame or hide a corner (real labels: see
+``train/tasks/_coordinates.py``), and the benchmark variant ``keypoints-outside`` measures
+what the margin and masking give.
 """
 
 from __future__ import annotations
@@ -22,7 +25,16 @@ from train.samples import _clutter, _finish, _lighting, _paste, _photo_params, _
 
 from . import register
 from ._coordinates import CoordinatesTrainTask
-from .base import HeaderProblem, ImportRule, LabelColumns, Params, SampleSet, TaskOption
+from .base import (
+    BenchVariant,
+    HeaderProblem,
+    ImportRule,
+    LabelColumns,
+    Params,
+    SampleSet,
+    TaskOption,
+    parse_number,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -79,6 +91,40 @@ FLIP_PAIRS = TaskOption(
     default=[],
     parse=_flip_pairs,
 )
+
+
+def _share(flag: str) -> Any:
+    def parse(text: Any) -> float:
+        v = parse_number(text, flag)
+        if not 0.0 <= v <= 1.0:
+            raise OptionError(f"{flag}: {v:g} must be a share of the images from 0 to 1")
+        return v
+
+    return parse
+
+
+OUTSIDE = TaskOption(
+    "outside",
+    "--outside",
+    "Share of the images (0..1) whose card reaches past the frame: one or two corners "
+    "slightly outside it (up to 12 % of the size), labelled where they are.",
+    type=float,
+    default=0.0,
+    metavar="SHARE",
+    parse=_share("--outside"),
+)
+OCCLUDED = TaskOption(
+    "occluded",
+    "--occluded",
+    "Share of the images (0..1) with one corner hidden under a blob (a thumb), written as "
+    "empty x/y cells (a missing keypoint).",
+    type=float,
+    default=0.0,
+    metavar="SHARE",
+    parse=_share("--occluded"),
+)
+#: Sample options of the benchmark variant ``keypoints-outside``.
+BENCH_OUTSIDE_ARGS = ("--outside", "0.1", "--occluded", "0.05")
 
 
 class KeypointsTrainTask(CoordinatesTrainTask):
@@ -161,9 +207,35 @@ class KeypointsTrainTask(CoordinatesTrainTask):
             render=render_keypoints,
             label=keypoints_label,
             header="image," + ",".join(f"x{k},y{k}" for k in range(1, 5)),
-            label_text=lambda label: ",".join(f"{v:.6f}" for v in label),
+            label_text=lambda label: ",".join("" if v is None else f"{v:.6f}" for v in label),
+            plan=keypoints_plan,
             description="card corners (300 images)",
+            options=(OUTSIDE, OCCLUDED),
         )
+
+    def bench_variants(self) -> tuple[BenchVariant, ...]:
+        return (
+            BenchVariant(
+                "keypoints-outside",
+                "the keypoints sample data with 10 % of the cards reaching past the frame "
+                "and 5 % with a hidden corner (`edgereg samples make --task keypoints "
+                + " ".join(BENCH_OUTSIDE_ARGS)
+                + "`)",
+                BENCH_OUTSIDE_ARGS,
+                groups=corner_groups,
+                # two runs of the default 120 epochs take 2 h on the shared 2-core machine;
+                # both runs get the same 40 (760 steps)
+                train_args=("--epochs", "40"),
+            ),
+        )
+
+
+def corner_groups(targets: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows with a corner outside the frame, and rows with a missing (hidden) corner."""
+    t = np.asarray(targets, np.float64).reshape(len(targets), -1, 2)
+    given = np.isfinite(t).all(axis=-1)
+    outside = given & ~np.all((t >= 0.0) & (t <= 1.0), axis=-1)
+    return {"a corner outside the frame": outside.any(axis=1), "a corner missing": (~given).any(1)}
 
 
 # =========================================================================== sample data
@@ -198,8 +270,36 @@ def card_texture(variant: int = 0) -> np.ndarray:
     return out
 
 
-def keypoints_params(rng: np.random.Generator, size: tuple[int, int] = SAMPLE_SIZE) -> Params:
-    """Every random choice of one keypoints image: where the card's corners land."""
+def keypoints_plan(
+    n: int, seed: int, split: int, outside: float = 0.0, occluded: float = 0.0
+) -> list[dict[str, Any]]:
+    """Which images reach past the frame and which hide a corner (disjoint sets; exact
+    counts: round(share * n)), the same for the same (n, seed, split)."""
+    rng = np.random.default_rng([seed, split, 2024])
+    order = rng.permutation(n)
+    n_out = int(round(outside * n))
+    n_occ = min(n - n_out, int(round(occluded * n)))
+    plan: list[dict[str, Any]] = [{} for _ in range(n)]
+    for i in order[:n_out]:
+        plan[i] = {"outside": True}
+    for i in order[n_out : n_out + n_occ]:
+        plan[i] = {"occlude": True}
+    return plan
+
+
+def keypoints_params(
+    rng: np.random.Generator,
+    size: tuple[int, int] = SAMPLE_SIZE,
+    outside: bool = False,
+    occlude: bool = False,
+) -> Params:
+    """Every random choice of one keypoints image: where the card's corners land.
+
+    ``outside``: the card is then moved past one edge of the frame, its farthest corner
+    2-12 % of the size beyond it. ``occlude``: one corner is covered by a blob and has no
+    label. Both draw their random choices after the usual ones, so the other images of a
+    set are the same with or without them.
+    """
     h, w = size
     margin = 6.0
     for _ in range(200):
@@ -237,7 +337,7 @@ def keypoints_params(rng: np.random.Generator, size: tuple[int, int] = SAMPLE_SI
                 "color": list(_rand_color(rng)),
             }
         )
-    return {
+    p = {
         "size": [h, w],
         "bg_seed": int(rng.integers(2**62)),
         "corners": quad.tolist(),
@@ -245,7 +345,44 @@ def keypoints_params(rng: np.random.Generator, size: tuple[int, int] = SAMPLE_SI
         "occluders": occluders,
         "shadow": float(rng.uniform(0.0, 0.35)),
         **_photo_params(rng, (0.6, 1.25), 0.10, 0.5, (0.0, 1.3), (2.0, 7.0)),
+        "hidden": [],
     }
+    if outside:
+        p["corners"] = _past_the_edge(rng, quad, w, h).tolist()
+    if occlude:
+        _hide_a_corner(rng, p)
+    return p
+
+
+def _past_the_edge(rng: np.random.Generator, quad: np.ndarray, w: int, h: int) -> np.ndarray:
+    """The card shifted past one edge: its farthest corner that way ends 2-12 % of the
+    frame's size beyond it (well within the labels' margin of 25 %)."""
+    side = int(rng.integers(4))  # left, right, top, bottom
+    axis, sign = (0, -1) if side == 0 else (0, 1) if side == 1 else (1, -1) if side == 2 else (1, 1)
+    size = (w, h)[axis]
+    beyond = float(rng.uniform(0.02, 0.12)) * size
+    # the label of pixel-centre coordinate c is (c + 0.5) / size: the edges are -0.5, size-0.5
+    edge = -0.5 if sign < 0 else size - 0.5
+    extreme = quad[:, axis].min() if sign < 0 else quad[:, axis].max()
+    out = quad.copy()
+    out[:, axis] += (edge + sign * beyond) - extreme
+    return out
+
+
+def _hide_a_corner(rng: np.random.Generator, p: Params) -> None:
+    """Cover one corner with an opaque blob drawn over everything (a thumb): no label."""
+    k = int(rng.integers(4))
+    w = p["size"][1]
+    cx, cy = np.asarray(p["corners"][k]) + rng.uniform(-3, 3, 2)
+    p["occluders"].append(
+        {
+            "center": [float(cx), float(cy)],
+            "axes": [float(rng.uniform(0.07, 0.11) * w), float(rng.uniform(0.06, 0.09) * w)],
+            "angle": float(rng.uniform(0, 180)),
+            "color": list(_rand_color(rng)),
+        }
+    )
+    p["hidden"] = [k]
 
 
 def _convex(q: np.ndarray) -> bool:
@@ -296,12 +433,14 @@ def render_keypoints(p: Params) -> tuple[np.ndarray, np.ndarray]:
     return img, mask
 
 
-def keypoints_label(p: Params) -> list[float]:
-    """x1,y1,...,x4,y4 normalized: the card's own TL, TR, BR, BL (TL..TR = blue band edge)."""
+def keypoints_label(p: Params) -> list[float | None]:
+    """x1,y1,...,x4,y4 normalized: the card's own TL, TR, BR, BL (TL..TR = blue band edge);
+    None for a hidden corner (empty cells)."""
     h, w = p["size"]
-    out: list[float] = []
-    for x, y in p["corners"]:
-        out += [(x + 0.5) / w, (y + 0.5) / h]
+    out: list[float | None] = []
+    hidden = set(p.get("hidden", ()))
+    for k, (x, y) in enumerate(p["corners"]):
+        out += [None, None] if k in hidden else [(x + 0.5) / w, (y + 0.5) / h]
     return out
 
 
