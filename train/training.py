@@ -89,6 +89,11 @@ class TrainConfig:
     seed: int = 0
     max_minutes: float | None = None
     sanity_steps: int = 300
+    #: Validate and keep the optimizer's moving average of the weights over about this
+    #: many epochs of steps (train/selection.py); 0 turns the average off.
+    ema_epochs: float = 2.0
+    #: Clip each step's gradients to this global norm (None or 0: no clipping).
+    clipnorm: float | None = 1.0
     #: The task's own options (train/tasks/<task>.py), e.g. y_up, value_range, flip_pairs.
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -423,7 +428,14 @@ def _all_sublayers(model: Any) -> list[Any]:
 
 
 def _compile(
-    model: Any, spec: ModelSpec, lr: float, decay_steps: int, warmup_steps: int, wd: float
+    model: Any,
+    spec: ModelSpec,
+    lr: float,
+    decay_steps: int,
+    warmup_steps: int,
+    wd: float,
+    cfg: TrainConfig | None = None,
+    steps_per_epoch: int = 1,
 ):
     import keras
 
@@ -435,10 +447,43 @@ def _compile(
         )
     else:
         schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps, alpha=0.02)
-    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=wd)
+    opt = _make_optimizer(schedule, wd, cfg, steps_per_epoch)
     # jit_compile off: XLA compiling MobileNet on a CPU costs minutes before the first step.
     model.compile(optimizer=opt, loss=loss_for(spec), jit_compile=False)
     return opt
+
+
+def _make_optimizer(schedule: Any, wd: float, cfg: TrainConfig | None, steps_per_epoch: int):
+    """AdamW with the run's weight averaging (EMA) and gradient clipping.
+
+    The EMA's variables are optimizer variables, so every checkpoint carries them and
+    ``--resume`` continues the same average.
+    """
+    import keras
+
+    from train.selection import ema_momentum
+
+    kw: dict[str, Any] = {}
+    if cfg is not None and cfg.ema_epochs and cfg.ema_epochs > 0:
+        kw.update(use_ema=True, ema_momentum=ema_momentum(steps_per_epoch, cfg.ema_epochs))
+    if cfg is not None and cfg.clipnorm:
+        kw["global_clipnorm"] = float(cfg.clipnorm)
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=wd, **kw)
+
+
+@contextlib.contextmanager
+def _averaged_weights(model: Any, opt: Any) -> Iterator[None]:
+    """Inside: the model holds the optimizer's moving-average weights; after: its own."""
+    if not getattr(opt, "use_ema", False) or not getattr(opt, "built", False):
+        yield
+        return
+    own = [np.asarray(v) for v in model.trainable_variables]
+    opt.finalize_variable_values(model.trainable_variables)
+    try:
+        yield
+    finally:
+        for v, a in zip(model.trainable_variables, own, strict=True):
+            v.assign(a)
 
 
 def _deployable(model: Any) -> Any:
@@ -463,6 +508,12 @@ class RunState:
     best_metric: float | None = None
     best_epoch: int | None = None
     best_file: str | None = None
+    #: The kept epoch's validation loss: it breaks ties of the primary metric.
+    best_loss: float | None = None
+    #: The best warm-up epoch, put aside when fine-tuning starts (train/selection.py).
+    warmup_best: dict[str, Any] | None = None
+    #: Why the kept epoch was kept, when the warm-up/fine-tune rule decided.
+    selection_note: str = ""
     since_best: int = 0
     stopped: str | None = None
     elapsed_s: float = 0.0
@@ -596,7 +647,9 @@ class _Run:
         _configure_phase(model, phase.name, cfg)
         warm_steps = self.steps if phase.name == "finetune" else 0
         decay = max(1, (phase.end - phase.first) * self.steps)
-        opt = _compile(model, data.spec, phase.lr, decay, warm_steps, cfg.weight_decay)
+        opt = _compile(
+            model, data.spec, phase.lr, decay, warm_steps, cfg.weight_decay, cfg, self.steps
+        )
         if ck is not None and st.epoch > phase.first:
             self._restore_optimizer(model, opt, ck)
         n_trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
@@ -648,7 +701,27 @@ class _Run:
     def _validate(
         self, model: Any, data: _Data, epoch: int, name: str, loss: float, opt: Any
     ) -> dict[str, Any]:
-        """The epoch's history row: losses, learning rate and validation metrics."""
+        """The epoch's history row: losses, learning rate and validation metrics.
+
+        ``val_*`` score the averaged weights (the selection's candidate); ``raw_val_*``
+        the last step's own weights, to show what the averaging changes.
+        """
+        raw_loss, raw_scal = self._score(model, data)
+        with _averaged_weights(model, opt):
+            val_loss, scal = self._score(model, data)
+        return {
+            "epoch": epoch + 1,
+            "phase": name,
+            "loss": loss,
+            "val_loss": val_loss,
+            "lr": float(np.asarray(opt.learning_rate)),
+            **{f"val_{k}": v for k, v in scal.items()},
+            "raw_val_loss": raw_loss,
+            f"raw_val_{self.key}": raw_scal.get(self.key),
+        }
+
+    def _score(self, model: Any, data: _Data) -> tuple[float, dict[str, float]]:
+        """Validation loss and scalar metrics of the model's current weights."""
         from train.metrics import compute_metrics
 
         spec = data.spec
@@ -661,15 +734,7 @@ class _Run:
             image_sizes=data.val_sizes,
             train_targets=data.y_train,
         )
-        scal = _scalar_metrics(spec, m)
-        return {
-            "epoch": epoch + 1,
-            "phase": name,
-            "loss": loss,
-            "val_loss": val_loss,
-            "lr": float(np.asarray(opt.learning_rate)),
-            **{f"val_{k}": v for k, v in scal.items()},
-        }
+        return val_loss, _scalar_metrics(spec, m)
 
     def _end_epoch(self, model: Any, opt: Any, row: dict[str, Any], phase: Phase) -> None:
         """Keep the best weights, decide on stopping, checkpoint, and say how it went."""
@@ -677,18 +742,13 @@ class _Run:
         st.history.append(row)
         st.epoch = row["epoch"]
         metric = row.get(f"val_{key}")
-        best = st.best_metric
-        improved = metric is not None and (
-            best is None or (metric > best if self.higher else metric < best)
-        )
-        old_best = None
+        self._set_aside_warmup_best(phase)
+        improved, old_best = self._select(row, phase), None
         if improved:
-            st.best_metric, st.best_epoch, st.since_best = metric, st.epoch, 0
             fname = f"best-{st.epoch:04d}.npz"
-            atomic_write_bytes(self.ckdir / fname, _npz_bytes(_weights_arrays(model)))
+            with _averaged_weights(model, opt):
+                atomic_write_bytes(self.ckdir / fname, _npz_bytes(_weights_arrays(model)))
             old_best, st.best_file = st.best_file, fname
-        else:
-            st.since_best += 1
         st.elapsed_s = self.elapsed0 + time.monotonic() - self.train_started
         patience = cfg.patience or max(10, (cfg.epochs or 1) // 4)
         if phase.name != "warmup" and st.since_best >= patience:
@@ -696,7 +756,7 @@ class _Run:
         if cfg.max_minutes and st.elapsed_s > cfg.max_minutes * 60:
             st.stopped = f"time budget of {cfg.max_minutes:g} min reached"
         self._checkpoint(model, opt)
-        if old_best:
+        if old_best and old_best != self._warmup_file():
             (self.ckdir / old_best).unlink(missing_ok=True)
         self._write_history(st.history)
         shown = f"{metric:.4g}" if metric is not None else "n/a"
@@ -706,15 +766,68 @@ class _Run:
             f"{' *best*' if improved else ''} ({row['seconds']:.1f}s)"
         )
 
+    # ----------------------------------------------------------------- selection
+    def _select(self, row: dict[str, Any], phase: Phase) -> bool:
+        """Is this epoch the phase's new best (train/selection.py)? Updates the state."""
+        from train.selection import Candidate, is_better
+
+        st = self.state
+        new = Candidate(st.epoch, row.get(f"val_{self.key}"), row["val_loss"], phase.name)
+        best = None
+        if st.best_metric is not None:
+            loss = st.best_loss if st.best_loss is not None else math.inf
+            best = Candidate(st.best_epoch or 0, st.best_metric, loss)
+        if new.metric is None or not is_better(new, best, self.higher):
+            st.since_best += 1
+            return False
+        st.best_metric, st.best_epoch, st.best_loss = new.metric, new.epoch, new.loss
+        st.since_best = 0
+        return True
+
+    def _set_aside_warmup_best(self, phase: Phase) -> None:
+        """At the first fine-tuning epoch, the warm-up's best steps aside (compared at the end)."""
+        st = self.state
+        if phase.name != "finetune" or st.warmup_best is not None or st.best_file is None:
+            return
+        if st.best_epoch is None or st.best_epoch > phase.first:
+            return
+        st.warmup_best = {
+            "epoch": st.best_epoch,
+            "metric": st.best_metric,
+            "loss": st.best_loss,
+            "phase": "warmup",
+            "file": st.best_file,
+        }
+        st.best_metric = st.best_epoch = st.best_loss = st.best_file = None
+
+    def _warmup_file(self) -> str | None:
+        return (self.state.warmup_best or {}).get("file")
+
+    def _kept_file(self, n_val: int) -> str:
+        """The file of the kept epoch: the best fine-tuned one unless warm-up won clearly."""
+        from train.selection import Candidate, final_choice
+
+        st = self.state
+        ft = None
+        if st.best_file is not None:
+            loss = st.best_loss if st.best_loss is not None else math.inf
+            ft = Candidate(st.best_epoch or 0, st.best_metric, loss, "finetune", st.best_file)
+        chosen, note = final_choice(Candidate.from_dict(st.warmup_best), ft, self.higher, n_val)
+        if chosen is None or chosen.file is None:
+            raise TrainingError(
+                f"{self.out}: no epoch produced a validation metric; nothing to save"
+            )
+        st.selection_note = note
+        st.best_epoch, st.best_metric, st.best_file = chosen.epoch, chosen.metric, chosen.file
+        return chosen.file
+
     # ----------------------------------------------------------------- the artifacts
     def _finish(self, model: Any, data: _Data, seconds: float) -> Path:
         """The best epoch's model, spec, metrics, plots and summary: the run directory."""
         from train.metrics import compute_metrics
 
         out, st, spec = self.out, self.state, data.spec
-        if not st.best_file:
-            raise TrainingError(f"{out}: no epoch produced a validation metric; nothing to save")
-        _set_weights(model, _read_npz(self.ckdir / st.best_file), "m")
+        _set_weights(model, _read_npz(self.ckdir / self._kept_file(len(data.x_val))), "m")
         y_pred = spec.decode_output(_predict(model, data.x_val))
         metrics = compute_metrics(
             spec, data.y_val, y_pred, image_sizes=data.val_sizes, train_targets=data.y_train
@@ -816,8 +929,24 @@ class _Run:
         v = M.verdict(spec, metrics)
         if v:
             lines += ["", v]
+        lines += self._selection_lines(len(data.x_val))
         lines += notes
         return "\n".join(lines) + "\n"
+
+    def _selection_lines(self, n_val: int) -> list[str]:
+        """How the kept epoch was chosen, and how coarse a small validation split is."""
+        from train.selection import validation_resolution_note
+
+        cfg, st = self.cfg, self.state
+        lines = [""]
+        avg = f"weights averaged over ~{cfg.ema_epochs:g} epochs" if cfg.ema_epochs else "raw"
+        lines.append(f"selection: best {self.key} ({avg}), ties broken by validation loss")
+        if st.selection_note:
+            lines.append(st.selection_note)
+        note = validation_resolution_note(n_val, self.key, self.higher)
+        if note:
+            lines.append(note)
+        return lines
 
 
 # --------------------------------------------------------------------------- sanity
