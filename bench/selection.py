@@ -105,7 +105,7 @@ def replay(history: list[dict[str, Any]], key: str, higher: bool, n_val: int) ->
             "epoch": r["epoch"],
             "phase": r["phase"],
             "val": r[f"{p}val_{key}"],
-            "test": r[f"{p}test_{key}"],
+            "test": r.get(f"{p}test_{key}"),
         }
         for name, (r, p) in picks.items()
     }

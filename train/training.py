@@ -94,6 +94,12 @@ class TrainConfig:
     ema_epochs: float = 2.0
     #: Clip each step's gradients to this global norm (None or 0: no clipping).
     clipnorm: float | None = 1.0
+    #: k-fold cross-validation (train/kfold.py): K folds (0: off), and which fold this
+    #: run validates on (set by train/kfold.py for its fold runs).
+    folds: int = 0
+    fold: int | None = None
+    #: "best" (the selection rule) or "last" (k-fold's final model: nothing to select on).
+    keep: str = "best"
     #: The task's own options (train/tasks/<task>.py), e.g. y_up, value_range, flip_pairs.
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -119,7 +125,11 @@ def train(
     TrainingError if not.
     """
     out = Path(out)
-    if resume:
+    if resume and (out / "kfold.json").is_file() and not (out / CHECKPOINT_DIR / LAST).is_file():
+        from train.kfold import load_kfold_config
+
+        cfg = load_kfold_config(out)
+    elif resume:
         cfg = _load_config_for_resume(out, options)
     else:
         cfg = _make_config(data_dir, task, options)
@@ -129,6 +139,10 @@ def train(
     if not resume:
         _refuse_existing_run(out)
     with _run_lock(out):
+        if cfg.folds and cfg.fold is None and cfg.keep == "best":
+            from train.kfold import train_kfold
+
+            return train_kfold(cfg, out, log)
         return _Run(cfg, out, log, resume=resume).run()
 
 
@@ -243,7 +257,8 @@ class _Data:
 
 
 def _load_data(cfg: TrainConfig, log: _Logger, only_train: int | None = None) -> _Data:
-    from train.dataset import label_options, load_dataset, split_dataset
+    from train.dataset import label_options, load_dataset
+    from train.kfold import split_for
 
     kw = {"skip_bad": cfg.skip_bad, **label_options(cfg.task, cfg.options)}
     ds = load_dataset(cfg.data_dir, cfg.task, **kw)
@@ -253,7 +268,7 @@ def _load_data(cfg: TrainConfig, log: _Logger, only_train: int | None = None) ->
         tr = ds
         va = load_dataset(cfg.val_dir, cfg.task, class_names=ds.class_names or None, **kw)
     else:
-        tr, va = split_dataset(ds, cfg.val_fraction, cfg.seed)
+        tr, va = split_for(ds, cfg)
     if only_train is not None:
         tr = tr.subset(range(min(only_train, len(tr))))
     if len(tr) == 0 or len(va) == 0:
@@ -773,6 +788,14 @@ class _Run:
 
         st = self.state
         new = Candidate(st.epoch, row.get(f"val_{self.key}"), row["val_loss"], phase.name)
+        if self.cfg.keep == "last":  # k-fold's final model: the last epoch is the model
+            st.best_metric, st.best_epoch, st.best_loss, st.since_best = (
+                new.metric,
+                new.epoch,
+                new.loss,
+                0,
+            )
+            return True
         best = None
         if st.best_metric is not None:
             loss = st.best_loss if st.best_loss is not None else math.inf
@@ -788,6 +811,8 @@ class _Run:
         """At the first fine-tuning epoch, the warm-up's best steps aside (compared at the end)."""
         st = self.state
         if phase.name != "finetune" or st.warmup_best is not None or st.best_file is None:
+            return
+        if self.cfg.keep == "last":
             return
         if st.best_epoch is None or st.best_epoch > phase.first:
             return
@@ -940,6 +965,8 @@ class _Run:
         cfg, st = self.cfg, self.state
         lines = [""]
         avg = f"weights averaged over ~{cfg.ema_epochs:g} epochs" if cfg.ema_epochs else "raw"
+        if cfg.keep == "last":
+            return lines + [f"selection: none, the last epoch is kept ({avg})"]
         lines.append(f"selection: best {self.key} ({avg}), ties broken by validation loss")
         if st.selection_note:
             lines.append(st.selection_note)
