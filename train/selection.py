@@ -127,7 +127,7 @@ def validation_resolution_note(n_val: int, key: str, higher: bool) -> str | None
     step = (
         f"{key} moves in steps of {per_image:.1f} points"
         if higher
-        else f"each image carries {per_image:.1f} % of {key}"
+        else f"each image is {per_image:.1f} % of the average behind {key}"
     )
     return (
         f"note: only {n_val} validation images ({step}), and the kept epoch was chosen on "

@@ -971,7 +971,7 @@ class _Run:
         if st.selection_note:
             lines.append(st.selection_note)
         note = validation_resolution_note(n_val, self.key, self.higher)
-        if note:
+        if note and cfg.fold is None:  # a fold run is already part of k-fold
             lines.append(note)
         return lines
 
