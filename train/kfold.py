@@ -98,7 +98,8 @@ def cv_summary(results: list[dict[str, Any]], key: str) -> dict[str, Any]:
         f"cv_{key}_sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
         f"cv_{key}_folds": vals,
         "cv_best_epochs": epochs,
-        "cv_epochs_chosen": int(round(statistics.median(epochs))),
+        # at least 2: a pretrained start needs a warm-up and a fine-tuning epoch
+        "cv_epochs_chosen": max(2, int(round(statistics.median(epochs)))),
         "cv_folds": len(vals),
     }
 
@@ -111,7 +112,7 @@ def cv_text(cv: dict[str, Any], key: str, n_images: int) -> str:
         f"{cv[f'cv_{key}_sd']:.2g} (folds: {folds}); kept epochs {cv['cv_best_epochs']} -> "
         f"the final model trained on all {n_images} images for {cv['cv_epochs_chosen']} "
         "epochs, last epoch kept. This cross-validated figure is the one to quote; the "
-        "table above is the final model on its own training images."
+        "final run's own metrics table is on its training images."
     )
 
 
@@ -134,7 +135,7 @@ def train_kfold(cfg: Any, out: Path, log: Any) -> Path:
         fold=None,
         keep="last",
         val_fraction=0.0,
-        epochs=max(cv["cv_epochs_chosen"], 2),
+        epochs=cv["cv_epochs_chosen"],
         patience=None,
         options=dict(cfg.options),
     )
