@@ -162,20 +162,20 @@ def test_folds_cli_reports_mean_and_spread_then_trains_on_all_images(tmp_path: P
     data = make_dataset(tmp_path / "c", "class", 18)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "edgereg", "train", str(data), "--task", "class", "-q"]
-    cmd += ["--out", str(out), "--folds", "3", "--epochs", "2", "--batch-size", "8"]
+    cmd += ["--out", str(out), "--folds", "2", "--epochs", "2", "--batch-size", "8"]
     cmd += ["--input-size", "32", "--alpha", "0.35", "--weights", "none"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
-    for k in (1, 2, 3):
+    for k in (1, 2):
         assert (out / "folds" / f"fold-{k}" / "model.keras").is_file()
-        assert json.loads((out / "folds" / f"fold-{k}" / "metrics.json").read_text())["n"] == 6
+        assert json.loads((out / "folds" / f"fold-{k}" / "metrics.json").read_text())["n"] == 9
     m = json.loads((out / "metrics.json").read_text())
-    assert len(m["cv_accuracy_folds"]) == 3 and m["cv_folds"] == 3
+    assert len(m["cv_accuracy_folds"]) == 2 and m["cv_folds"] == 2
     assert m["cv_accuracy_mean"] == pytest.approx(np.mean(m["cv_accuracy_folds"]))
     assert m["cv_accuracy_sd"] >= 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["keep"] == "last" and cfg["epochs"] == m["cv_epochs_chosen"] >= 2
     summary = (out / "summary.txt").read_text()
-    assert "k-fold cross-validation (3 folds over 18 images" in summary
+    assert "k-fold cross-validation (2 folds over 18 images" in summary
     assert "18 train" in summary  # the final model saw every image
     assert "cv_accuracy_mean" in _spec_of(out).extra["metrics"]
