@@ -179,8 +179,8 @@ def denylisted_model(debugger: Any, names: list[str]) -> bytes:
     """The model with ``names`` kept in float (from the same calibration)."""
     import tensorflow as tf
 
-    debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
-    with _quiet():
+    with _quiet():  # the options setter re-quantizes (and prints) too
+        debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
         return bytes(debugger.get_nondebug_quantized_model())
 
 
