@@ -40,7 +40,7 @@ import numpy as np
 #: loudly and builds ``int8_mixed`` (``--max-drop`` sets another target).
 INT8_TARGET = 0.05
 #: Prefix sizes tried, in float layers.
-PREFIXES = (1, 2, 4, 8, 16, 32)
+PREFIXES = (1, 2, 4, 8, 16, 32, 64, 128)
 #: Calibration images the debugger runs to measure per-layer error.
 DEBUG_IMAGES = 64
 
