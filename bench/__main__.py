@@ -49,6 +49,10 @@ TASKS = tuple(t.name for t in train_tasks.tasks() if t.samples() is not None)
 #: Benchmark variants of the tasks: name -> (task, BenchVariant).
 VARIANTS = {v.name: (t.name, v) for t in train_tasks.tasks() for v in t.bench_variants()}
 QUICK_SAMPLES = ["--n", "24", "--n-val", "12"]
+#: The untouched test split: the same generator with another seed, never seen by training,
+#: selection or calibration; its ``val`` part is the test set.
+TEST_SEED = 7
+QUICK_TEST = ["--n", "2", "--n-val", "12"]
 QUICK_TRAIN = ["--epochs", "2", "--input-size", "64", "--weights", "none", "--alpha", "0.35"]
 
 
@@ -129,8 +133,9 @@ def bench_task(name: str, out: Path, quick: bool, handrolled: bool) -> dict[str,
         res["train_s"] = res["variant"]["train_s"]
         return res  # the same network as the task's own benchmark: no runtime figures
     (res["train_s"],) = train_runs(task, [(data / "train", data / "val", run)], quick)
-    variants = "fp32,int8" if quick else "fp32,fp16,dynamic,int8,int16x8"
+    variants = "fp32,int8" if quick else "fp32,fp16,dynamic,int8,int16x8,int8_mixed"
     edgereg("convert", run, "--variants", variants, *(["--calib", "16"] if quick else []))
+    res["test"] = test_split(task, out, run, quick)
     report = json.loads((run / "export" / "report.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     res["metrics"] = metrics
@@ -215,6 +220,31 @@ def subset_dataset(src: Path, dst: Path, samples: list[Any]) -> Path:
             shutil.copyfile(s.path, dst / rel)
     atomic_write_text(dst / "labels.csv", "\n".join(rows) + "\n")
     return dst
+
+
+def test_split(task: str, out: Path, run: Path, quick: bool) -> dict[str, Any]:
+    """The Keras model and the int8 files on the untouched test split (``edgereg eval``)."""
+    test = out / "data" / f"{task}-test"
+    args = QUICK_TEST if quick else ["--n", "2", *_n_val(train_tasks.get(task).demo_sample_args)]
+    edgereg("samples", "make", test, "--task", task, "--seed", TEST_SEED, *args)
+    res: dict[str, Any] = {"seed": TEST_SEED}
+    models = {
+        "keras": run,
+        **{v: run / "export" / f"model_{v}.tflite" for v in ("int8", "int8_mixed")},
+    }
+    for name, model in models.items():
+        if not Path(model).exists():
+            continue
+        j = out / f"test_{task}_{name}.json"
+        edgereg("eval", model, test / "val", "--json", j, capture=True)
+        res[name] = json.loads(j.read_text())
+    return res
+
+
+def _n_val(sample_args: tuple[str, ...]) -> list[str]:
+    """The task's own ``--n-val`` for its samples (the test split is as large as val)."""
+    a = list(sample_args)
+    return a[a.index("--n-val") : a.index("--n-val") + 2] if "--n-val" in a else []
 
 
 def run_handrolled(task: str, data: Path, run: Path, seconds: float, quick: bool) -> dict:
@@ -309,6 +339,7 @@ def render(results: dict[str, Any]) -> str:
                 f"| {task} | {k} | {_g(met.get(k), 4)} | {_g(met.get('baseline_' + k), 4)} | "
                 f"{_g(hr.get(k), 4)} | {t_time} | {bar} |"
             )
+    out += _test_table(results)
     out += [
         "",
         "### Quantization: each variant against the Keras model (validation split, device runtime)",
@@ -396,6 +427,47 @@ def render_variants(results: dict[str, Any]) -> str:
                 )
     out.append(VEND)
     return "\n".join(out)
+
+
+def _test_table(results: dict[str, Any]) -> list[str]:
+    """Validation beside the untouched test split, and int8's change on test."""
+    rows = [r for r in results["tasks"] if r.get("test")]
+    if not rows:
+        return []
+    out = [
+        "",
+        "### Validation vs an untouched test split (another seed of the generator)",
+        "",
+        "The validation figure chose the kept epoch; the test split was never seen by "
+        f"training, selection or calibration (`edgereg samples make --seed {TEST_SEED}`, its "
+        "val part). int8 change = the int8 file against the Keras model, both on test.",
+        "",
+        "| task | metric | validation (Keras) | test (Keras) | test vs validation | int8 test "
+        "| int8 change on test | int8_mixed test |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        key, higher = train_tasks.get(r["task"]).primary_metric
+        t = r["test"]
+        val = r["metrics"].get(key)
+        kt = (t.get("keras") or {}).get(key)
+        i8 = (t.get("int8") or {}).get(key)
+        mx = (t.get("int8_mixed") or {}).get(key)
+        gap = _rel(val, kt, higher)
+        drop = _rel(kt, i8, higher)
+        out.append(
+            f"| {r['task']} | {key} | {_g(val, 4)} | {_g(kt, 4)} | {gap} | {_g(i8, 4)} | "
+            f"{drop} | {_g(mx, 4)} |"
+        )
+    return out
+
+
+def _rel(ref: Any, v: Any, higher: bool) -> str:
+    """How much worse ``v`` is than ``ref``, in % (positive = worse)."""
+    if not isinstance(ref, (int, float)) or not isinstance(v, (int, float)):
+        return "–"
+    worse = (ref - v) if higher else (v - ref)
+    return f"{100 * worse / max(abs(ref), 1e-9):+.1f} %"
 
 
 def load_results(path: Path) -> dict[str, Any]:

@@ -67,6 +67,10 @@ class Variant:
     description: str = ""
     #: Whether ``--io`` applies (integer input/output types).
     uses_io: bool = False
+    #: Built after verification, from what the verified ``int8`` file lost: the search
+    #: of convert/selective.py (``configure`` gives its converter settings). Only when
+    #: int8 misses the precision target; the report says so otherwise.
+    selective: bool = False
 
     @property
     def filename(self) -> str:
@@ -125,6 +129,15 @@ def int16x8(conv: Any, ctx: ConvertContext) -> None:
     ]
 
 
+def int8_mixed(conv: Any, ctx: ConvertContext) -> None:
+    """int8 with the fewest layers kept in float that bring it within the target."""
+    from . import selective
+
+    if ctx.representative is None:
+        raise SpecError("int8_mixed: needs a representative dataset (calibration images)")
+    selective.mixed_settings(conv, ctx)
+
+
 _ALL = ("litert", "tflite_runtime", "tensorflow")
 _NEW = ("litert", "tensorflow")  # tflite-runtime 2.14 lacks newer op versions
 
@@ -152,9 +165,18 @@ VARIANTS: dict[str, Variant] = {
             needs_calibration=True,
             description="int16 activations, int8 weights",
         ),
+        Variant(
+            "int8_mixed",
+            "int8_mixed",
+            int8_mixed,
+            _NEW,
+            needs_calibration=True,
+            selective=True,
+            description="int8, the layers that lose precision kept in float (CPU only)",
+        ),
     )
 }
-DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int16x8", "int8_mixed")
 EDGETPU_FILENAME = "model_int8_edgetpu.tflite"
 
 
@@ -458,6 +480,11 @@ class _ConvertState:
     train_ds: Any = None
     val_ds: Any = None
     calib_images: np.ndarray | None = None
+    #: The SavedModel every variant is converted from (removed when convert_run ends).
+    saved_model: Path | None = None
+    #: The validation split and Keras's raw outputs on it (from the verification step).
+    val: Any = None
+    keras_raw: np.ndarray | None = None
     files: list[ExportedFile] = field(default_factory=list)
     #: The report's notes: the same list, so steps after the report is started add to it.
     notes: list[str] = field(default_factory=list)
@@ -480,12 +507,17 @@ def convert_run(
     ModelFileError (after writing the others and the report) when a variant failed.
     """
     st = _prepare(run_dir, options or ConvertOptions(), echo or (lambda s: None))
-    _load_splits_and_calibrate(st)
-    _convert_variants(st)
-    _start_report(st)
-    _edgetpu_step(st)
-    _verify_step(st)
-    _quality_gate(st)
+    tmp = Path(tempfile.mkdtemp(prefix="edgereg_savedmodel_"))
+    try:
+        _load_splits_and_calibrate(st)
+        _convert_variants(st, tmp)
+        _start_report(st)
+        _edgetpu_step(st)
+        _verify_step(st)
+        _int8_precision_step(st)
+        _quality_gate(st)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return _write_report_and_finish(st)
 
 
@@ -494,7 +526,8 @@ def _prepare(run_dir: str | Path, opt: ConvertOptions, say: Callable[[str], None
     if opt.io not in IO_TYPES:
         raise OptionError(f"--io: {opt.io!r} is not one of {', '.join(IO_TYPES)}")
     names = list(opt.variants)
-    if opt.edgetpu and "int8" not in names:
+    needs_int8 = opt.edgetpu or any(VARIANTS[n].selective for n in names if n in VARIANTS)
+    if needs_int8 and "int8" not in names:
         names.append("int8")
     variants = [VARIANTS[n] for n in names]
     run = Path(run_dir)
@@ -536,30 +569,30 @@ def _load_splits_and_calibrate(st: _ConvertState) -> None:
         st.calib_images = calib_images
 
 
-def _convert_variants(st: _ConvertState) -> None:
-    """One SavedModel, then every variant from it; a failed variant is kept for the end."""
+def _convert_variants(st: _ConvertState, tmp: Path) -> None:
+    """One SavedModel, then every variant from it; a failed variant is kept for the end.
+
+    Selective variants (``int8_mixed``) are built later, from the verified int8 file.
+    """
     from . import quantize
 
     files, notes, failures, spec, say = st.files, st.notes, st.failures, st.spec, st.say
-    variants, calib_images, ctx, export_dir = st.variants, st.calib_images, st.ctx, st.export_dir
-    tmp = Path(tempfile.mkdtemp(prefix="edgereg_savedmodel_"))
-    try:
-        say("exporting a SavedModel (static batch of 1)")
-        saved = export_saved_model(st.static, tmp / "saved_model")
-        for i, v in enumerate(variants, 1):
-            say(f"[{i}/{len(variants)}] converting {v.name} -> {v.filename}")
-            extra = {"calibration_images": len(calib_images)} if v.needs_calibration else {}
-            try:
-                f = write_variant(saved, v, ctx, export_dir, extra)
-            except ModelFileError as e:
-                # keep going: the other variants and the report are still useful
-                failures.append(str(e))
-                say(f"  FAILED: {e}")
-                continue
-            files.append(f)
-            notes += f.warnings
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    calib_images, ctx, export_dir = st.calib_images, st.ctx, st.export_dir
+    variants = [v for v in st.variants if not v.selective]
+    say("exporting a SavedModel (static batch of 1)")
+    saved = st.saved_model = export_saved_model(st.static, tmp / "saved_model")
+    for i, v in enumerate(variants, 1):
+        say(f"[{i}/{len(variants)}] converting {v.name} -> {v.filename}")
+        extra = {"calibration_images": len(calib_images)} if v.needs_calibration else {}
+        try:
+            f = write_variant(saved, v, ctx, export_dir, extra)
+        except ModelFileError as e:
+            # keep going: the other variants and the report are still useful
+            failures.append(str(e))
+            say(f"  FAILED: {e}")
+            continue
+        files.append(f)
+        notes += f.warnings
     for f in files:
         if f.variant == "int8" and f.quantization["output"].get("integer_scale"):
             scale = f.quantization["output"]["integer_scale"]
@@ -642,6 +675,7 @@ def _verify_step(st: _ConvertState) -> None:
     rep["validation_images"] = len(val.images)
     say(f"verifying on {len(val.images)} validation images (device runtime vs Keras)")
     kraw = verify.keras_raw(st.static, spec, val.images)
+    st.val, st.keras_raw = val, kraw
     kmetrics = verify.compute_metrics(
         spec, val.targets, spec.decode_output(kraw), val.sizes, val.train_targets
     )
@@ -653,16 +687,113 @@ def _verify_step(st: _ConvertState) -> None:
         "metrics": verify._jsonable(kmetrics),
     }
     for f in st.files:
-        c = verify.verify_file(
-            f.path, f.variant, spec, val, kraw, kmetrics, opt.latency_runs, progress=say
-        )
-        st.checks.append(c)
-        say(
-            f"  {f.variant:8s} {key} {c.value:.4g} (Keras {c.keras_value:.4g}, "
-            f"{100 * c.relative_drop:+.1f} %), {f.size_bytes / 1024:.0f} KiB, "
-            f"{c.latency_ms['1_thread']:.2f} ms 1 thread"
-        )
-    rep["verification"] = [c.to_dict() for c in st.checks]
+        _verify_one(st, f)
+
+
+def _verify_one(st: _ConvertState, f: ExportedFile) -> Any:
+    """Verify one file against Keras on the validation split; into checks and the report."""
+    from . import verify
+
+    rep, key = st.report, st.report["keras"]["metric_key"]
+    kmetrics = rep["keras"]["metrics"]
+    c = verify.verify_file(
+        f.path, f.variant, st.spec, st.val, st.keras_raw, kmetrics, st.opt.latency_runs,
+        progress=st.say,
+    )  # fmt: skip
+    st.checks.append(c)
+    st.say(
+        f"  {f.variant:10s} {key} {c.value:.4g} (Keras {c.keras_value:.4g}, "
+        f"{100 * c.relative_drop:+.1f} %), {f.size_bytes / 1024:.0f} KiB, "
+        f"{c.latency_ms['1_thread']:.2f} ms 1 thread"
+    )
+    rep["verification"] = [x.to_dict() for x in st.checks]
+    return c
+
+
+def _int8_precision_step(st: _ConvertState) -> None:
+    """Always: int8's change against float, a loud warning past the target, and the
+    selective variant (int8_mixed) when int8 misses it (convert/selective.py)."""
+    from . import selective
+
+    target = st.opt.max_drop if st.opt.max_drop is not None else selective.INT8_TARGET
+    int8 = next((c for c in st.checks if c.variant == "int8"), None)
+    wanted = [v for v in st.variants if v.selective]
+    if int8 is None:
+        if wanted:
+            st.notes.append("int8_mixed not built: no verified int8 file (needs verification)")
+        return
+    drop = int8.relative_drop
+    line = (
+        f"int8 vs the float model on {len(st.val.images)} validation images: "
+        f"{int8.metric_key} {int8.value:.4g} vs {int8.keras_value:.4g} ({100 * drop:+.2f} %)"
+    )
+    st.report["int8_change"] = {"relative_drop": drop, "target": target}
+    if drop <= target:
+        st.say(line + f"; within the {100 * target:g} % target")
+        if wanted:
+            st.notes.append(f"int8_mixed not built: int8 is within the {100 * target:g} % target")
+        return
+    loud = f"WARNING: {line}: more than the {100 * target:g} % target"
+    st.say("!" * 72 + "\n" + loud + "\n" + "!" * 72)
+    st.notes.append(loud)
+    for v in wanted:
+        _build_selective(st, v, int8, target)
+
+
+def _build_selective(st: _ConvertState, v: Variant, int8: Any, target: float) -> None:
+    """Search the fewest float layers that bring int8 within ``target``; write and verify."""
+    from . import selective
+
+    say = st.say
+    say(f"{v.name}: measuring per-layer int8 error (TFLite QuantizationDebugger)")
+    try:
+        dbg = selective.make_debugger(st.saved_model, st.ctx, st.calib_images)
+        layers = selective.layer_errors(dbg)
+        score = selective.scorer(st.spec, st.val, int8.keras_value, int8.higher_is_better,
+                                 int8.metric_key)  # fmt: skip
+        res = selective.search(dbg, layers, score, target, say)
+    except Exception as e:  # the debugger raises many kinds; int8 itself stays valid
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        st.failures.append(f"variant {v.name}: selective quantization failed ({msg})")
+        say(f"  FAILED: {msg}")
+        return
+    st.report["selective"] = res.to_dict()
+    if res.model is None or res.chosen is None:
+        st.notes.append(f"{v.name}: no candidate could be built")
+        return
+    _write_selective(st, v, res)
+
+
+def _write_selective(st: _ConvertState, v: Variant, res: Any) -> None:
+    """Embed the spec, write the file atomically, verify it, and say what it cost."""
+    from . import selective
+
+    ch = res.chosen
+    extra = {"variant": v.name, "io": "float", "float_layers": ch.denylisted,
+             "calibration_images": len(st.calib_images)}  # fmt: skip
+    data = embed_spec(res.model, st.spec.with_extra(export=extra))
+    path = atomic_write_bytes(st.export_dir / v.filename, data)
+    f = ExportedFile(v.name, path, len(data), "float", io_quantization(data))
+    st.files.append(f)
+    st.report["files"].append(
+        {
+            "variant": v.name, "file": path.name, "size_bytes": len(data), "io": "float",
+            "quantization": f.quantization, "backends": list(v.backends),
+            "edgetpu_eligible": False, "float_layers": ch.denylisted,
+        }
+    )  # fmt: skip
+    c = _verify_one(st, f)
+    int8 = next(x for x in st.checks if x.variant == "int8")
+    within = "within" if c.relative_drop <= res.target else "STILL NOT within"
+    st.notes.append(
+        f"{v.name}: {len(ch.denylisted)} layer(s) kept in float ({ch.order} order: "
+        f"{', '.join(selective.short_name(n) for n in ch.denylisted)}): {c.metric_key} {100 * c.relative_drop:+.2f} % vs float "
+        f"({within} the {100 * res.target:g} % target; int8 {100 * int8.relative_drop:+.2f} %); "
+        f"cost vs int8: {f.size_bytes / 1024:.0f} vs "
+        f"{next(x.size_bytes for x in st.files if x.variant == 'int8') / 1024:.0f} KiB, "
+        f"{c.latency_ms['1_thread']:.2f} vs {int8.latency_ms['1_thread']:.2f} ms (1 thread). "
+        "The Edge TPU keeps the fully-integer int8 file."
+    )
 
 
 def _quality_gate(st: _ConvertState) -> None:

@@ -87,6 +87,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("## Notes")
         lines += [f"- {n}" for n in notes]
         lines.append("")
+    lines += _selective_lines(report.get("selective"))
     et = report.get("edgetpu")
     if et:
         lines.append("## Edge TPU")
@@ -111,3 +112,33 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"## Gate\n\n--max-drop {gate['max_drop']}: {gate['result']}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _selective_lines(sel: dict[str, Any] | None) -> list[str]:
+    """The int8_mixed search: what was tried, what was kept in float, the worst layers."""
+    if not sel:
+        return []
+    lines = ["## Selective quantization (int8_mixed)", ""]
+    lines.append(
+        f"Target: int8 within {100 * sel['target']:g} % of float; "
+        f"{sel['layers_measured']} quantized layers measured with TFLite's QuantizationDebugger."
+    )
+    ch = sel.get("chosen")
+    if ch:
+        ok = "within the target" if sel.get("within_target") else "NOT within the target"
+        lines.append(
+            f"Kept in float ({ch['order']} order, {len(ch['denylisted'])} layer(s), "
+            f"{100 * ch['relative_drop']:+.2f} % vs float, {ok}): "
+            + ", ".join(f"`{n}`" for n in ch.get("layers", []))
+        )
+    lines += ["", "| order | float layers | change vs float |", "|---|---|---|"]
+    lines += [
+        f"| {t['order']} | {t['float_layers']} | {100 * t['relative_drop']:+.2f} % |"
+        for t in sel.get("tried", [])
+    ]
+    lines += ["", "| worst layers (error per int8 step) | op | rmse / scale |", "|---|---|---|"]
+    lines += [
+        f"| `{w['layer']}` | {w['op']} | {w['rmse_over_scale']:.3g} |"
+        for w in sel.get("worst_layers", [])[:5]
+    ]
+    return lines + [""]

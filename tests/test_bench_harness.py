@@ -36,8 +36,20 @@ def test_bench_quick_harness_runs(tmp_path):
     hr = task["handrolled"]["metrics"]
     assert hr["n"] == 12 and hr["mean_error_px"] > 0
     section = (out / "benchmarks_section.md").read_text()
-    for title in ("Accuracy per task", "Quantization", "Device runtime"):
+    for title in ("Accuracy per task", "Quantization", "Device runtime", "untouched test split"):
         assert title in section
+    # the test split: another seed, never seen by training; Keras and int8 scored on it
+    test = task["test"]
+    assert test["keras"]["n"] == 12 and test["int8"]["n"] == 12
+    assert test["keras"]["mean_error_px"] > 0
+    val_names = {p.name for p in (out / "data" / "point" / "val").glob("*.jpg")}
+    test_dir = out / "data" / "point-test" / "val"
+    assert not val_names & {p.name for p in test_dir.glob("*.jpg")} or (
+        (out / "data" / "point" / "val" / "labels.csv").read_text()
+        != (test_dir / "labels.csv").read_text()
+    )
+    row = next(ln for ln in section.splitlines() if ln.startswith("| point | mean_error_px |"))
+    assert f"{test['keras']['mean_error_px']:.4g}" in row
     # quick mode never rewrites the published numbers
     after = (
         (REPO / "docs" / "benchmarks.md").read_bytes()

@@ -114,6 +114,17 @@ class TrainConfig:
     seed: int = 0
     max_minutes: float | None = None
     sanity_steps: int = 300
+    #: Validate and keep the optimizer's moving average of the weights over about this
+    #: many epochs of steps (train/selection.py); 0 turns the average off.
+    ema_epochs: float = 2.0
+    #: Clip each step's gradients to this global norm (None or 0: no clipping).
+    clipnorm: float | None = 1.0
+    #: k-fold cross-validation (train/kfold.py): K folds (0: off), and which fold this
+    #: run validates on (set by train/kfold.py for its fold runs).
+    folds: int = 0
+    fold: int | None = None
+    #: "best" (the selection rule) or "last" (k-fold's final model: nothing to select on).
+    keep: str = "best"
     #: The task's own options (train/tasks/<task>.py), e.g. y_up, value_range, flip_pairs.
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -155,10 +166,19 @@ def train(
             cfg = _make_config(data_dir, _required_task(task), options)
         _check_places(cfg, out, state)
         return _sanity(cfg, out, log)
-    cfg, resume, clear = _plan_run(state, data_dir, task, out, options, resume, overwrite, log)
+    if resume and (out / "kfold.json").is_file() and not (out / CHECKPOINT_DIR / LAST).is_file():
+        from train.kfold import load_kfold_config  # the folds of an interrupted --folds run
+
+        cfg, clear = load_kfold_config(out), False
+    else:
+        cfg, resume, clear = _plan_run(state, data_dir, task, out, options, resume, overwrite, log)
     _check_places(cfg, out, state)
     try:
         with _run_lock(out):
+            if cfg.folds and cfg.fold is None and cfg.keep == "best":
+                from train.kfold import train_kfold
+
+                return train_kfold(cfg, out, log)
             return _Run(cfg, out, log, resume=resume, clear=clear).run()
     except BaseException:  # bad data, Ctrl-C while loading: leave no folder that says "run"
         if state in ("new", "empty"):
@@ -413,7 +433,8 @@ class _Data:
 
 
 def _load_data(cfg: TrainConfig, log: _Logger, only_train: int | None = None) -> _Data:
-    from train.dataset import label_options, load_dataset, split_dataset
+    from train.dataset import label_options, load_dataset
+    from train.kfold import split_for
 
     kw = {"skip_bad": cfg.skip_bad, **label_options(cfg.task, cfg.options)}
     ds = load_dataset(cfg.data_dir, cfg.task, **kw)
@@ -426,7 +447,7 @@ def _load_data(cfg: TrainConfig, log: _Logger, only_train: int | None = None) ->
         _say_report(va, log, "--val ")
         _warn_shared_images(cfg, tr, va, log)
     else:
-        tr, va = split_dataset(ds, cfg.val_fraction, cfg.seed)
+        tr, va = split_for(ds, cfg)
     if only_train is not None:
         tr = tr.subset(range(min(only_train, len(tr))))
     if len(tr) == 0 or len(va) == 0:
@@ -640,7 +661,14 @@ def _all_sublayers(model: Any) -> list[Any]:
 
 
 def _compile(
-    model: Any, spec: ModelSpec, lr: float, decay_steps: int, warmup_steps: int, wd: float
+    model: Any,
+    spec: ModelSpec,
+    lr: float,
+    decay_steps: int,
+    warmup_steps: int,
+    wd: float,
+    cfg: TrainConfig | None = None,
+    steps_per_epoch: int = 1,
 ):
     import keras
 
@@ -652,10 +680,43 @@ def _compile(
         )
     else:
         schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps, alpha=0.02)
-    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=wd)
+    opt = _make_optimizer(schedule, wd, cfg, steps_per_epoch)
     # jit_compile off: XLA compiling MobileNet on a CPU costs minutes before the first step.
     model.compile(optimizer=opt, loss=loss_for(spec), jit_compile=False)
     return opt
+
+
+def _make_optimizer(schedule: Any, wd: float, cfg: TrainConfig | None, steps_per_epoch: int):
+    """AdamW with the run's weight averaging (EMA) and gradient clipping.
+
+    The EMA's variables are optimizer variables, so every checkpoint carries them and
+    ``--resume`` continues the same average.
+    """
+    import keras
+
+    from train.selection import ema_momentum
+
+    kw: dict[str, Any] = {}
+    if cfg is not None and cfg.ema_epochs and cfg.ema_epochs > 0:
+        kw.update(use_ema=True, ema_momentum=ema_momentum(steps_per_epoch, cfg.ema_epochs))
+    if cfg is not None and cfg.clipnorm:
+        kw["global_clipnorm"] = float(cfg.clipnorm)
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=wd, **kw)
+
+
+@contextlib.contextmanager
+def _averaged_weights(model: Any, opt: Any) -> Iterator[None]:
+    """Inside: the model holds the optimizer's moving-average weights; after: its own."""
+    if not getattr(opt, "use_ema", False) or not getattr(opt, "built", False):
+        yield
+        return
+    own = [np.asarray(v) for v in model.trainable_variables]
+    opt.finalize_variable_values(model.trainable_variables)
+    try:
+        yield
+    finally:
+        for v, a in zip(model.trainable_variables, own, strict=True):
+            v.assign(a)
 
 
 def _deployable(model: Any) -> Any:
@@ -680,6 +741,12 @@ class RunState:
     best_metric: float | None = None
     best_epoch: int | None = None
     best_file: str | None = None
+    #: The kept epoch's validation loss: it breaks ties of the primary metric.
+    best_loss: float | None = None
+    #: The best warm-up epoch, put aside when fine-tuning starts (train/selection.py).
+    warmup_best: dict[str, Any] | None = None
+    #: Why the kept epoch was kept, when the warm-up/fine-tune rule decided.
+    selection_note: str = ""
     since_best: int = 0
     stopped: str | None = None
     elapsed_s: float = 0.0
@@ -821,7 +888,9 @@ class _Run:
         _configure_phase(model, phase.name, cfg)
         warm_steps = self.steps if phase.name == "finetune" else 0
         decay = max(1, (phase.end - phase.first) * self.steps)
-        opt = _compile(model, data.spec, phase.lr, decay, warm_steps, cfg.weight_decay)
+        opt = _compile(
+            model, data.spec, phase.lr, decay, warm_steps, cfg.weight_decay, cfg, self.steps
+        )
         if ck is not None and st.epoch > phase.first:
             self._restore_optimizer(model, opt, ck)
         n_trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
@@ -873,7 +942,27 @@ class _Run:
     def _validate(
         self, model: Any, data: _Data, epoch: int, name: str, loss: float, opt: Any
     ) -> dict[str, Any]:
-        """The epoch's history row: losses, learning rate and validation metrics."""
+        """The epoch's history row: losses, learning rate and validation metrics.
+
+        ``val_*`` score the averaged weights (the selection's candidate); ``raw_val_*``
+        the last step's own weights, to show what the averaging changes.
+        """
+        raw_loss, raw_scal = self._score(model, data)
+        with _averaged_weights(model, opt):
+            val_loss, scal = self._score(model, data)
+        return {
+            "epoch": epoch + 1,
+            "phase": name,
+            "loss": loss,
+            "val_loss": val_loss,
+            "lr": float(np.asarray(opt.learning_rate)),
+            **{f"val_{k}": v for k, v in scal.items()},
+            "raw_val_loss": raw_loss,
+            f"raw_val_{self.key}": raw_scal.get(self.key),
+        }
+
+    def _score(self, model: Any, data: _Data) -> tuple[float, dict[str, float]]:
+        """Validation loss and scalar metrics of the model's current weights."""
         from train.metrics import compute_metrics
 
         spec = data.spec
@@ -886,15 +975,7 @@ class _Run:
             image_sizes=data.val_sizes,
             train_targets=data.y_train,
         )
-        scal = _scalar_metrics(spec, m)
-        return {
-            "epoch": epoch + 1,
-            "phase": name,
-            "loss": loss,
-            "val_loss": val_loss,
-            "lr": float(np.asarray(opt.learning_rate)),
-            **{f"val_{k}": v for k, v in scal.items()},
-        }
+        return val_loss, _scalar_metrics(spec, m)
 
     def _end_epoch(self, model: Any, opt: Any, row: dict[str, Any], phase: Phase) -> None:
         """Keep the best weights, decide on stopping, checkpoint, and say how it went."""
@@ -902,18 +983,13 @@ class _Run:
         st.history.append(row)
         st.epoch = row["epoch"]
         metric = row.get(f"val_{key}")
-        best = st.best_metric
-        improved = metric is not None and (
-            best is None or (metric > best if self.higher else metric < best)
-        )
-        old_best = None
+        self._set_aside_warmup_best(phase)
+        improved, old_best = self._select(row, phase), None
         if improved:
-            st.best_metric, st.best_epoch, st.since_best = metric, st.epoch, 0
             fname = f"best-{st.epoch:04d}.npz"
-            atomic_write_bytes(self.ckdir / fname, _npz_bytes(_weights_arrays(model)))
+            with _averaged_weights(model, opt):
+                atomic_write_bytes(self.ckdir / fname, _npz_bytes(_weights_arrays(model)))
             old_best, st.best_file = st.best_file, fname
-        else:
-            st.since_best += 1
         st.elapsed_s = self.elapsed0 + time.monotonic() - self.train_started
         patience = cfg.patience or max(10, (cfg.epochs or 1) // 4)
         if phase.name != "warmup" and st.since_best >= patience:
@@ -921,7 +997,7 @@ class _Run:
         if cfg.max_minutes and st.elapsed_s > cfg.max_minutes * 60:
             st.stopped = f"time budget of {cfg.max_minutes:g} min reached"
         self._checkpoint(model, opt)
-        if old_best:
+        if old_best and old_best != self._warmup_file():
             (self.ckdir / old_best).unlink(missing_ok=True)
         self._write_history(st.history)
         shown = f"{metric:.4g}" if metric is not None else "n/a"
@@ -931,15 +1007,78 @@ class _Run:
             f"{' *best*' if improved else ''} ({row['seconds']:.1f}s)"
         )
 
+    # ----------------------------------------------------------------- selection
+    def _select(self, row: dict[str, Any], phase: Phase) -> bool:
+        """Is this epoch the phase's new best (train/selection.py)? Updates the state."""
+        from train.selection import Candidate, is_better
+
+        st = self.state
+        new = Candidate(st.epoch, row.get(f"val_{self.key}"), row["val_loss"], phase.name)
+        if self.cfg.keep == "last":  # k-fold's final model: the last epoch is the model
+            st.best_metric, st.best_epoch, st.best_loss, st.since_best = (
+                new.metric,
+                new.epoch,
+                new.loss,
+                0,
+            )
+            return True
+        best = None
+        if st.best_metric is not None:
+            loss = st.best_loss if st.best_loss is not None else math.inf
+            best = Candidate(st.best_epoch or 0, st.best_metric, loss)
+        if new.metric is None or not is_better(new, best, self.higher):
+            st.since_best += 1
+            return False
+        st.best_metric, st.best_epoch, st.best_loss = new.metric, new.epoch, new.loss
+        st.since_best = 0
+        return True
+
+    def _set_aside_warmup_best(self, phase: Phase) -> None:
+        """At the first fine-tuning epoch, the warm-up's best steps aside (compared at the end)."""
+        st = self.state
+        if phase.name != "finetune" or st.warmup_best is not None or st.best_file is None:
+            return
+        if self.cfg.keep == "last":
+            return
+        if st.best_epoch is None or st.best_epoch > phase.first:
+            return
+        st.warmup_best = {
+            "epoch": st.best_epoch,
+            "metric": st.best_metric,
+            "loss": st.best_loss,
+            "phase": "warmup",
+            "file": st.best_file,
+        }
+        st.best_metric = st.best_epoch = st.best_loss = st.best_file = None
+
+    def _warmup_file(self) -> str | None:
+        return (self.state.warmup_best or {}).get("file")
+
+    def _kept_file(self, n_val: int) -> str:
+        """The file of the kept epoch: the best fine-tuned one unless warm-up won clearly."""
+        from train.selection import Candidate, final_choice
+
+        st = self.state
+        ft = None
+        if st.best_file is not None:
+            loss = st.best_loss if st.best_loss is not None else math.inf
+            ft = Candidate(st.best_epoch or 0, st.best_metric, loss, "finetune", st.best_file)
+        chosen, note = final_choice(Candidate.from_dict(st.warmup_best), ft, self.higher, n_val)
+        if chosen is None or chosen.file is None:
+            raise TrainingError(
+                f"{self.out}: no epoch produced a validation metric; nothing to save"
+            )
+        st.selection_note = note
+        st.best_epoch, st.best_metric, st.best_file = chosen.epoch, chosen.metric, chosen.file
+        return chosen.file
+
     # ----------------------------------------------------------------- the artifacts
     def _finish(self, model: Any, data: _Data, seconds: float) -> Path:
         """The best epoch's model, spec, metrics, plots and summary: the run directory."""
         from train.metrics import compute_metrics
 
         out, st, spec = self.out, self.state, data.spec
-        if not st.best_file:
-            raise TrainingError(f"{out}: no epoch produced a validation metric; nothing to save")
-        _set_weights(model, _read_npz(self.ckdir / st.best_file), "m")
+        _set_weights(model, _read_npz(self.ckdir / self._kept_file(len(data.x_val))), "m")
         y_pred = spec.decode_output(_predict(model, data.x_val))
         metrics = compute_metrics(
             spec, data.y_val, y_pred, image_sizes=data.val_sizes, train_targets=data.y_train
@@ -1043,8 +1182,26 @@ class _Run:
         v = M.verdict(spec, metrics)
         if v:
             lines += ["", v]
+        lines += self._selection_lines(len(data.x_val))
         lines += notes
         return "\n".join(lines) + "\n"
+
+    def _selection_lines(self, n_val: int) -> list[str]:
+        """How the kept epoch was chosen, and how coarse a small validation split is."""
+        from train.selection import validation_resolution_note
+
+        cfg, st = self.cfg, self.state
+        lines = [""]
+        avg = f"weights averaged over ~{cfg.ema_epochs:g} epochs" if cfg.ema_epochs else "raw"
+        if cfg.keep == "last":
+            return lines + [f"selection: none, the last epoch is kept ({avg})"]
+        lines.append(f"selection: best {self.key} ({avg}), ties broken by validation loss")
+        if st.selection_note:
+            lines.append(st.selection_note)
+        note = validation_resolution_note(n_val, self.key, self.higher)
+        if note and cfg.fold is None:  # a fold run is already part of k-fold
+            lines.append(note)
+        return lines
 
 
 # --------------------------------------------------------------------------- sanity
