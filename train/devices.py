@@ -24,7 +24,7 @@ import json
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from edge_runtime.errors import TrainingError
@@ -60,6 +60,7 @@ class DeviceSetup:
     worker_index: int
     is_chief: bool
     precision: str  # "mixed" | "float32"
+    _vote: Any = field(default=None, repr=False)
 
     def describe(self) -> str:
         where = ", ".join(self.devices) or "default device"
@@ -76,16 +77,41 @@ class DeviceSetup:
     def scope(self) -> Any:
         return self.strategy.scope()
 
+    def sync_batchnorm(self, model: Any, on: bool = True) -> int:
+        """BatchNorm statistics over the global batch, not each replica's share of it.
+
+        Only matters where BatchNorm trains (from scratch; a pretrained start keeps it in
+        inference mode): with it, N replicas train like one device on the same global batch.
+        Turned off again before the model is saved. Returns how many layers it set.
+        """
+        if self.replicas <= 1:
+            return 0
+        import keras
+
+        layers = [m for m in _sublayers(model) if isinstance(m, keras.layers.BatchNormalization)]
+        for layer in layers:
+            layer.synchronized = on
+        return len(layers)
+
     def any_worker(self, flag: bool) -> bool:
         """True when ``flag`` is true on any worker (so every worker stops together)."""
         if self.workers <= 1:
             return flag
         import tensorflow as tf
 
-        value = tf.constant(1.0 if flag else 0.0)
-        per_replica = self.strategy.run(lambda: tf.identity(value))
-        total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-        return float(total) > 0
+        if self._vote is None:
+
+            @tf.function
+            def vote(value: Any) -> Any:
+                per_replica = self.strategy.run(lambda: tf.identity(value))
+                return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+            self._vote = vote
+        return float(self._vote(tf.constant(1.0 if flag else 0.0))) > 0
+
+    def barrier(self) -> None:
+        """Every worker waits here for the others (the chief's last writes, at the end)."""
+        self.any_worker(False)
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
@@ -112,6 +138,14 @@ class DeviceSetup:
                 "host is unreachable. Start every worker again with the same command and "
                 "--resume: the run continues after the last finished epoch."
             ) from None
+
+
+def _sublayers(model: Any) -> list[Any]:
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        out.extend(_sublayers(layer))
+    return out
 
 
 # --------------------------------------------------------------------------- setup

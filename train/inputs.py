@@ -35,8 +35,6 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.errors import DataError, TrainingError
-from edge_runtime.images import read_image
-from edge_runtime.preprocess import resize_to_input
 from edge_runtime.spec import ModelSpec
 
 CACHE_MODES = ("auto", "memory", "disk", "none")
@@ -132,6 +130,10 @@ class ImageSet:
         cache: str = "auto",
         tmp_dir: str | None = None,
     ) -> None:
+        from edge_runtime.images import read_image  # OpenCV: not at import (edgereg --help)
+        from edge_runtime.preprocess import resize_to_input
+
+        self._read, self._resize = read_image, resize_to_input
         self.paths = [Path(p) for p in paths]
         self.spec = spec
         self.shape = (spec.input_height, spec.input_width, 3)
@@ -156,7 +158,7 @@ class ImageSet:
             return self._store.get(i)
         h, w, _ = self.shape
         try:
-            img = resize_to_input(read_image(self.paths[i]), h, w, self.spec.interpolation)
+            img = self._resize(self._read(self.paths[i]), h, w, self.spec.interpolation)
         except DataError:
             raise
         except (OSError, ValueError) as e:
@@ -254,6 +256,11 @@ class TrainStream:
             aug = self._local.aug = self.augmenter()
         return aug
 
+    def probe(self) -> tuple[np.ndarray, np.ndarray]:
+        """One un-augmented local batch (float32 image, encoded target): builds the model."""
+        x = self.images.images([0]).astype(np.float32)
+        return x, np.asarray(self.encode(self.targets[:1]), self.y_dtype)
+
     def replica_batches(
         self, order: np.ndarray, global_batch: int, pipeline: int, pipelines: int
     ) -> np.ndarray:
@@ -302,27 +309,46 @@ class TrainStream:
         return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def fit_epoch(model: Any, dataset: Any, epoch: int, steps: int, bar: Any) -> float:
-    """Train ``model`` one epoch on ``dataset`` (Keras' own loop, so tf.distribute and
-    mixed precision work as documented); ``bar`` (tqdm) advances per step. The epoch's
-    mean loss."""
-    import keras
+def fit_epoch(
+    model: Any, dataset: Any, strategy: Any, steps: int, bar: Any, probe: tuple[Any, Any]
+) -> float:
+    """Train ``model`` one epoch on the (distributed) ``dataset``; the epoch's mean loss.
 
-    class _Progress(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-            bar.update(1)
-            if logs and "loss" in logs and hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{float(logs['loss']):.4g}")
-
+    Each step runs Keras' own ``model.train_step`` (loss scaling for replicas and mixed
+    precision included) on every replica with ``strategy.run``. Neither ``model.fit`` nor
+    Keras' compiled train function is used: in Keras 3 both fail under
+    MultiWorkerMirroredStrategy (``fit`` reduces the first batch to build the model,
+    keras-team/keras#20585; the train function reduces the scalar loss along an axis).
+    ``probe`` is one local (x, y) batch that builds the loss and optimizer state outside
+    the replicas, as ``train_on_batch`` does. ``bar`` (tqdm) advances per step.
+    """
+    model._maybe_symbolic_build(data_batch=(*probe, None))  # Keras' own build step
+    step = _train_step(model, strategy)
+    model.reset_metrics()
+    loss = float("nan")
+    iterator = iter(dataset)
     try:
-        history = model.fit(
-            dataset,
-            epochs=epoch + 1,
-            initial_epoch=epoch,
-            steps_per_epoch=steps,
-            verbose=0,
-            callbacks=[_Progress()],
-        )
+        for _ in range(steps):
+            loss = float(step(iterator))  # running mean since reset_metrics: the epoch's
+            bar.update(1)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss:.4g}")
     finally:
         bar.close()
-    return float(history.history["loss"][-1])
+    return loss
+
+
+def _train_step(model: Any, strategy: Any) -> Any:
+    """A traced step for ``model``'s current optimizer (each compile makes a new one)."""
+    cached = getattr(model, "_edgereg_step", None)
+    if cached is not None and cached[0] is model.optimizer:
+        return cached[1]
+    import tensorflow as tf
+
+    @tf.function
+    def step(iterator: Any) -> Any:
+        logs = strategy.run(model.train_step, args=(next(iterator),))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, logs["loss"], axis=None)
+
+    model._edgereg_step = (model.optimizer, step)
+    return step

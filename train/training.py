@@ -536,6 +536,7 @@ class _Run:
         ck = self._start_or_resume(data.spec)
         with self.dev.scope():
             model = self._build_model(data.spec)
+        self.dev.sync_batchnorm(model)
         if ck is not None:
             _set_weights(model, ck, "m")
         with self.dev.guard():
@@ -544,10 +545,11 @@ class _Run:
                     continue
                 self._run_phase(model, phase, data, ck)
                 ck = None
-        if not self.dev.is_chief:
-            self.log(f"worker {self.dev.worker_index}: done; the chief writes the run")
-            return self.out
-        return self._finish(model, data, time.monotonic() - t_start)
+        if self.dev.is_chief:
+            self._finish(model, data, time.monotonic() - t_start)
+        with self.dev.guard():
+            self.dev.barrier()  # the other workers stay until the chief has written the run
+        return self.out
 
     def _build_model(self, spec: ModelSpec, weights: str | None = None) -> Any:
         from train.models import build_model
@@ -687,7 +689,8 @@ class _Run:
         bar = self.log.progress(
             range(self.steps), desc=f"epoch {epoch + 1}/{self.cfg.epochs} {name}", unit="step"
         )
-        return fit_epoch(model, dataset, epoch, self.steps, bar)
+        probe = self.stream.probe()
+        return fit_epoch(model, dataset, self.dev.strategy, self.steps, bar, probe)
 
     def _validate(
         self, model: Any, data: _Data, epoch: int, name: str, loss: float, opt: Any
@@ -792,6 +795,7 @@ class _Run:
 
     def _float32(self, model: Any) -> Any:
         """The model in float32 (what conversion reads), whatever the training precision."""
+        self.dev.sync_batchnorm(model, on=False)
         if self.dev.precision == "float32":
             return model
         from train.devices import float32_policy
