@@ -239,7 +239,7 @@ def test_two_workers_chief_writes_a_lost_worker_is_reported_and_resume_converts_
     assert run.returncode == 0, run.stderr[-3000:]
     results = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     assert len(results) == 16
-    assert all(80 <= r["value"] <= 350 for r in results), results[:2]
+    assert all(80 <= r["result"]["value"] <= 350 for r in results), results[:2]
 
 
 def test_tf_config_roles_and_errors(monkeypatch):

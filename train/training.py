@@ -93,6 +93,7 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     max_minutes: float | None = None
+    max_steps: int | None = None  # stop after this many optimizer steps (quick checks, bench)
     sanity_steps: int = 300
     #: Where and how it runs (train/devices.py, train/inputs.py); may change on --resume.
     devices: str = "auto"
@@ -665,6 +666,7 @@ class _Run:
             loss = self._train_epoch(model, data, epoch, phase.name)
             row = self._validate(model, data, epoch, phase.name, loss, opt)
             row["seconds"] = round(time.monotonic() - t0, 2)
+            row["train_images_per_s"] = round(self.train_rate, 2)
             self._end_epoch(model, opt, row, phase)
             if st.stopped:
                 self.log(st.stopped)
@@ -685,12 +687,18 @@ class _Run:
         """One pass over the (augmented, shuffled) training images; the mean loss."""
         from train.inputs import fit_epoch
 
-        dataset = self.stream.dataset(epoch, self.steps, self.bs, self.dev.strategy)
+        steps = self.steps
+        if self.cfg.max_steps:  # the step budget may end this epoch early
+            steps = max(1, min(steps, self.cfg.max_steps - epoch * self.steps))
+        dataset = self.stream.dataset(epoch, steps, self.bs, self.dev.strategy)
         bar = self.log.progress(
-            range(self.steps), desc=f"epoch {epoch + 1}/{self.cfg.epochs} {name}", unit="step"
+            range(steps), desc=f"epoch {epoch + 1}/{self.cfg.epochs} {name}", unit="step"
         )
         probe = self.stream.probe()
-        return fit_epoch(model, dataset, self.dev.strategy, self.steps, bar, probe)
+        t0 = time.monotonic()
+        loss = fit_epoch(model, dataset, self.dev.strategy, steps, bar, probe)
+        self.train_rate = steps * self.bs / max(time.monotonic() - t0, 1e-9)
+        return loss
 
     def _validate(
         self, model: Any, data: _Data, epoch: int, name: str, loss: float, opt: Any
@@ -743,6 +751,8 @@ class _Run:
             st.stopped = f"early stop: no better {key} for {patience} epochs"
         if cfg.max_minutes and st.elapsed_s > cfg.max_minutes * 60:
             st.stopped = f"time budget of {cfg.max_minutes:g} min reached"
+        if cfg.max_steps and st.epoch * self.steps >= cfg.max_steps:
+            st.stopped = f"step budget of {cfg.max_steps} steps reached"
         if self.dev.any_worker(bool(st.stopped)) and not st.stopped:
             st.stopped = "another worker of the cluster stopped (its time budget)"
         if not self.dev.is_chief:  # every worker decides alike; only the chief writes

@@ -131,6 +131,11 @@ def _devices(ctx: click.Context, param: click.Parameter, value: str | None) -> s
 @click.option("--no-augment", is_flag=True, help="Turn augmentation off (to compare).")
 @click.option("--max-minutes", type=float, help="Stop after this much training time (best kept).")
 @click.option(
+    "--max-steps",
+    type=click.IntRange(1),
+    help="Stop after this many optimizer steps (best kept; a quick check or a benchmark).",
+)
+@click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed for split, init, augment."
 )
 @click.option(
