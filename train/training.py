@@ -377,14 +377,11 @@ def _encode(spec: ModelSpec, y: np.ndarray) -> np.ndarray:
     return tasks.get(spec.task).training_target(spec, y)
 
 
-def _predict(model: Any, x: ImageSet | np.ndarray, batch: int = 64) -> np.ndarray:
-    """The model's raw outputs, batch by batch (the images are never all in memory)."""
-    if isinstance(x, ImageSet):
-        batches = x.batches(batch)
-    else:
-        batches = (x[i : i + batch].astype(np.float32) for i in range(0, len(x), batch))
-    outs = [np.asarray(model(b, training=False), np.float32) for b in batches]
-    return np.concatenate(outs, axis=0)
+def _predict(model: Any, x: ImageSet | np.ndarray) -> np.ndarray:
+    """The model's raw outputs, batch by batch (train/inputs.py: never all images at once)."""
+    from train.inputs import predict
+
+    return predict(model, x)
 
 
 def _scalar_metrics(spec: ModelSpec, m: dict[str, Any]) -> dict[str, float]:
@@ -666,7 +663,8 @@ class _Run:
             loss = self._train_epoch(model, data, epoch, phase.name)
             row = self._validate(model, data, epoch, phase.name, loss, opt)
             row["seconds"] = round(time.monotonic() - t0, 2)
-            row["train_images_per_s"] = round(self.train_rate, 2)
+            if math.isfinite(self.train_rate):
+                row["train_images_per_s"] = round(self.train_rate, 2)
             self._end_epoch(model, opt, row, phase)
             if st.stopped:
                 self.log(st.stopped)
@@ -695,9 +693,8 @@ class _Run:
             range(steps), desc=f"epoch {epoch + 1}/{self.cfg.epochs} {name}", unit="step"
         )
         probe = self.stream.probe()
-        t0 = time.monotonic()
-        loss = fit_epoch(model, dataset, self.dev.strategy, steps, bar, probe)
-        self.train_rate = steps * self.bs / max(time.monotonic() - t0, 1e-9)
+        loss, steps_per_s = fit_epoch(model, dataset, self.dev.strategy, steps, bar, probe)
+        self.train_rate = steps_per_s * self.bs  # images/s after the first (tracing) step
         return loss
 
     def _validate(
