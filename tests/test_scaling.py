@@ -265,3 +265,35 @@ def test_tf_config_roles_and_errors(monkeypatch):
     with pytest.raises(TrainingError, match="--devices"):
         parse_devices("0")
     assert tempfile.gettempdir()
+
+
+@pytest.mark.slow
+def test_mixed_precision_trains_and_saves_a_float32_model(tmp_path):
+    """--precision mixed (float16 compute; on a CPU only to prove the path): the head and
+    the saved model are float32, so conversion reads what it always read."""
+    import keras
+
+    import train.models  # noqa: F401
+    from train.training import train
+
+    data = make_dataset(tmp_path / "v", "value", 16)
+    try:
+        out = train(
+            data,
+            "value",
+            tmp_path / "run",
+            epochs=1,
+            batch_size=8,
+            precision="mixed",
+            value_range=(80, 350),
+            verbose=False,
+            **TINY,
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    policies = {layer.dtype_policy.name for layer in model.layers}
+    assert policies == {"float32"}, policies
+    y = np.asarray(model(np.zeros((1, 32, 32, 3), np.float32)))
+    assert y.dtype == np.float32 and np.isfinite(y).all()
+    assert json.loads((out / "config.json").read_text())["precision"] == "mixed"
