@@ -115,11 +115,14 @@ print(json.dumps(rows))
 def test_two_logical_cpus_train_like_one_device(tmp_path):
     """MirroredStrategy over 2 devices with 4 images each = 1 device with 8, lr x sqrt(2).
 
-    Dropout is off (its masks are drawn per replica); BatchNorm (trained from scratch here)
-    is synchronized over the replicas. What is left is the order of floating-point sums.
+    The default recipe (pretrained start: head warm-up, then fine-tuning with BatchNorm
+    frozen), at 32 px. Dropout is off (its masks are drawn per replica). What is left is
+    the order of floating-point sums. (From scratch, BatchNorm's synchronized statistics
+    are computed as E[x^2] - E[x]^2, which on 8 values of a 1x1 map differs enough from
+    the one-device two-pass variance that losses agree only to a few per cent.)
     """
     data = make_dataset(tmp_path / "v", "value", 24)
-    kw = {**TINY, "epochs": 2, "dropout": 0.0, "augment": True}
+    kw = {"input_size": 32, "weights": "imagenet", "epochs": 2, "dropout": 0.0}
     env = {**ENV, "EDGEREG_CPU_DEVICES": "2"}
     r = subprocess.run(
         [sys.executable, "-c", TWO_DEVICES, str(data), str(tmp_path), json.dumps(kw)],

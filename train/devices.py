@@ -35,7 +35,7 @@ PRECISIONS = ("auto", "mixed", "float32")
 #: multi-device path on a machine without GPUs: ``EDGEREG_CPU_DEVICES=2 ... --devices 2``).
 CPU_DEVICES_ENV = "EDGEREG_CPU_DEVICES"
 #: How long a collective waits for a silent worker before the run stops with an error.
-WORKER_TIMEOUT_S = 300.0
+WORKER_TIMEOUT_S = 600.0
 
 
 def parse_devices(text: str | int | None) -> str:
