@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             data = replicate(base / "train", n, work / f"d{n}")
             out = work / "runs" / f"r{len(results)}"
+            shutil.rmtree(out, ignore_errors=True)  # a run left by an interrupted bench
             weights = ["--weights", args.weights]
             r = train_run(
                 data, base / "val", out, args.steps, args.input_size, opts + extra, env, weights
