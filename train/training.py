@@ -501,12 +501,16 @@ class _Run:
         self.cfg, self.out, self.log, self.resume = cfg, out, log, resume
         self.ckdir = out / CHECKPOINT_DIR
         self.state = RunState()
+        self.dev: Any = None  # train.devices.DeviceSetup, chosen when the run starts
+
+    def _lr_scale(self) -> float:
+        return self.dev.lr_scale() if self.dev is not None else 1.0
 
     def _phases(self, n_train: int) -> list[Phase]:
         cfg = self.cfg
         total = cfg.epochs or default_epochs(n_train, cfg.batch_size or 16, cfg.task)
         if str(cfg.weights).lower() == "none":
-            return [Phase("scratch", 0, total, cfg.lr * self.dev.lr_scale())]
+            return [Phase("scratch", 0, total, cfg.lr * self._lr_scale())]
         warm = cfg.warmup_epochs
         if warm is None:
             warm = max(1, round(WARMUP_SHARE * total)) if total > 1 else 1
@@ -515,7 +519,7 @@ class _Run:
         if total > warm:
             ft_lr = cfg.fine_tune_lr or cfg.lr * FINE_TUNE_LR_FACTOR
             phases.append(Phase("finetune", warm, total, ft_lr))
-        return [p._replace(lr=p.lr * self.dev.lr_scale()) for p in phases]
+        return [p._replace(lr=p.lr * self._lr_scale()) for p in phases]
 
     # ----------------------------------------------------------------- the run
     def run(self) -> Path:
