@@ -87,7 +87,7 @@ def train_run(
 ) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "edgereg", "train", str(data), "--val", str(val)]
     cmd += ["--task", "value", "--input-size", str(size), *weights]
-    cmd += ["--epochs", "1", "--max-steps", str(steps), "--out", str(out), "-q", *extra]
+    cmd += ["--epochs", "1", "--max-steps", str(steps), "--out", str(out), *extra]
     log("$ " + " ".join(["edgereg", *cmd[3:]]))
     t0 = time.monotonic()
     proc = subprocess.run(
