@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "measurement); none: from scratch, every layer and BatchNorm training (the most "
         "memory a run needs)",
     )
-    ap.add_argument("--only", help="run only the runs whose label contains this text")
+    ap.add_argument("--only", help="run only these runs (their labels, ;-separated)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (CI)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         base = make_base(work / "base", args.base, 100 if not args.quick else 8)
         extra = ["--alpha", "0.35"] if args.quick else []
         for label, n, opts, env in plan(args.sizes):
-            if args.only and args.only not in label:
+            if args.only and label not in args.only.split(";"):
                 continue
             data = replicate(base / "train", n, work / f"d{n}")
             out = work / "runs" / f"r{len(results)}"

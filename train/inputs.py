@@ -43,6 +43,10 @@ CACHE_MODES = ("auto", "memory", "disk", "none")
 #: 2,000 images of 224x224 are 0.3 GB); above it, the disk cache (as fast here, see
 #: docs/scaling.md, and its pages belong to the operating system, not to the process).
 MEMORY_CACHE_MAX_BYTES = 1 << 30
+#: The input pipeline's read-ahead: batches ready beyond those being made, and the memory
+#: tf.data's autotuning may use for its buffers.
+PREFETCH_BATCHES = 2
+READ_AHEAD_BYTES = 256 << 20
 #: Free space the disk cache leaves in the temporary folder.
 DISK_MARGIN_BYTES = 1 << 30
 
@@ -307,7 +311,11 @@ class TrainStream:
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.OFF  # each pipeline already has its share
         )
-        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+        # Bounded read-ahead: when the model is slower than the input (training on a CPU),
+        # autotuning would otherwise buffer batches up to half of the available memory.
+        batch_bytes = per * h * w * 3 * 5  # uint8 read + float32 copy
+        options.autotune.ram_budget = max(READ_AHEAD_BYTES, 4 * batch_bytes)
+        return ds.with_options(options).prefetch(PREFETCH_BATCHES)
 
 
 #: Validation batch: the images pass through a traced forward function in batches of
