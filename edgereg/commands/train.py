@@ -102,7 +102,11 @@ def _devices(ctx: click.Context, param: click.Parameter, value: str | None) -> s
 @click.option(
     "--warmup-epochs", type=click.IntRange(1), help="Head-only epochs (default: 15 % of them)."
 )
-@click.option("--batch-size", type=click.IntRange(1), help="Default: 16 (<500 images) or 32.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    help="Per device (global = batch x devices). Default: 16 (<500 images) or 32.",
+)
 @click.option(
     "--lr",
     type=float,
