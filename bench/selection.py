@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from train.inputs import ImageSet
 from train.selection import Candidate, final_choice, is_better
-from train.training import _averaged_weights, _load_images, _Run
+from train.training import _averaged_weights, _Run
 
 
 class _MeasuredRun(_Run):
@@ -47,7 +48,7 @@ class _MeasuredRun(_Run):
         kw = label_options(cfg.task, cfg.options)
         names = list(data.spec.class_names) or None
         ds = load_dataset(self.test_dir, cfg.task, class_names=names, **kw)
-        self.x_test = _load_images(ds, data.spec, "test", self.log)
+        self.x_test = ImageSet([s.path for s in ds.samples], data.spec, cfg.cache)
         self.y_test = ds.targets()
         self.test_sizes = ds.image_sizes()
 

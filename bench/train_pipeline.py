@@ -7,13 +7,15 @@
 Per task, on that task's sample data (``train.samples.make_samples``) at the default
 input size and batch size:
 
-- load: ``read_image`` + ``resize_to_input`` (done ONCE per run by ``edgereg train``);
-- augment: :func:`train.augment.augment_batch` (done every epoch, on one core);
+- load: ``read_image`` + ``resize_to_input`` (once per image and run with a cache);
+- augment: :func:`train.augment.augment_batch` (every epoch; one core here);
 - train step: ``train_on_batch`` of the default model in its fine-tuning phase (the
   slowest phase), after one warm-up step.
 
-Training runs augmentation and the train step one after the other, so the share of
-epoch time spent augmenting is ``step_rate / (step_rate + augment_rate)``.
+Before streaming (docs/scaling.md), training ran augmentation and the train step one
+after the other, so the share of epoch time spent augmenting was
+``step_rate / (step_rate + augment_rate)``; now the tf.data input threads augment while
+the model trains, and that share is the cost of the augmenting threads' CPU time.
 """
 
 from __future__ import annotations

@@ -74,6 +74,7 @@ LIMITS: dict[str, Limit] = {
     "patience": Limit(1, 100_000, integer=True),
     "seed": Limit(0, 2**32 - 1, integer=True),
     "sanity_steps": Limit(1, 1_000_000, integer=True),
+    "max_steps": Limit(1, 100_000_000, integer=True),
 }
 #: Model input sides in pixels (MobileNet needs at least 32; larger is never a small model).
 INPUT_SIDE = Limit(32, 1024, integer=True)

@@ -52,7 +52,13 @@ def build_model(
     bb = build_backbone(backbone, (h, w, 3), alpha=alpha, weights=wt)
     if task.trunk == "stride16":
         bb = _stride16_trunk(bb)
-    out = task.build_head(spec, bb(inp), dropout)
+    features = bb(inp)
+    # Under mixed precision (train/devices.py) the backbone computes in float16; the head
+    # stays float32, so the outputs (and the loss) keep their resolution.
+    from train.devices import float32_policy
+
+    with float32_policy():
+        out = task.build_head(spec, features, dropout)
     return keras.Model(inp, out, name=f"edgereg_{spec.task}_{backbone}")
 
 

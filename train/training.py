@@ -1,9 +1,12 @@
 """The training recipe behind ``edgereg train``.
 
 1. The dataset checks run first; bad data is refused with the full report (DataError)
-   unless ``skip_bad``. Images are decoded once and resized with
+   unless ``skip_bad``. Images are decoded and resized with
    :func:`edge_runtime.preprocess.resize_to_input` (the device's own resize) to the input
-   size, and kept in memory as uint8.
+   size when first needed, then read from a cache (memory, disk or none: ``cache``), and
+   streamed to the model by a tf.data pipeline that augments while the model trains
+   (:mod:`train.inputs`). Devices, tf.distribute strategy and precision:
+   :mod:`train.devices`.
 2. Deterministic split (stratified for class), or a separate ``val_dir``.
 3. Pretrained start: phase ``warmup`` trains the head with the backbone frozen; phase
    ``finetune`` unfreezes the top ``fine_tune_blocks`` blocks (default: all) at 0.3x the
@@ -54,9 +57,9 @@ from edge_runtime.errors import (
 from edge_runtime.images import read_image
 from edge_runtime.outputs import check_outputs
 from edge_runtime.ownership import MARKER, claim_folder, entries, mark
-from edge_runtime.preprocess import resize_to_input
 from edge_runtime.spec import ModelSpec, parse_invariances
 from train import tasks
+from train.inputs import ImageSet
 from train.limits import check_numbers
 
 CHECKPOINT_DIR = "checkpoint"
@@ -85,6 +88,8 @@ FINE_TUNE_LR_FACTOR = 0.3
 #: The --sanity check: images, steps, and what "fitted" means per task.
 SANITY_IMAGES = 8
 SANITY_CHECK_EVERY = 25
+#: Settings of the machine, not of the recipe: ``--resume`` takes them as given.
+MACHINE_OPTIONS = ("devices", "precision", "cache")
 
 
 @dataclass
@@ -113,6 +118,7 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     max_minutes: float | None = None
+    max_steps: int | None = None  # stop after this many optimizer steps (quick checks, bench)
     sanity_steps: int = 300
     #: Validate and keep the optimizer's moving average of the weights over about this
     #: many epochs of steps (train/selection.py); 0 turns the average off.
@@ -125,6 +131,10 @@ class TrainConfig:
     fold: int | None = None
     #: "best" (the selection rule) or "last" (k-fold's final model: nothing to select on).
     keep: str = "best"
+    #: Where and how it runs (train/devices.py, train/inputs.py); may change on --resume.
+    devices: str = "auto"
+    precision: str = "auto"
+    cache: str = "auto"
     #: The task's own options (train/tasks/<task>.py), e.g. y_up, value_range, flip_pairs.
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -166,6 +176,10 @@ def train(
             cfg = _make_config(data_dir, _required_task(task), options)
         _check_places(cfg, out, state)
         return _sanity(cfg, out, log)
+    from train.devices import is_chief_task, tf_config
+
+    if not is_chief_task(tf_config()):  # another worker of a cluster: the chief writes
+        return _worker_run(data_dir, task, out, options, resume, log)
     if resume and (out / "kfold.json").is_file() and not (out / CHECKPOINT_DIR / LAST).is_file():
         from train.kfold import load_kfold_config  # the folds of an interrupted --folds run
 
@@ -173,6 +187,7 @@ def train(
     else:
         cfg, resume, clear = _plan_run(state, data_dir, task, out, options, resume, overwrite, log)
     _check_places(cfg, out, state)
+    _check_cluster(cfg)
     try:
         with _run_lock(out):
             if cfg.folds and cfg.fold is None and cfg.keep == "best":
@@ -300,6 +315,36 @@ def _plan_run(
     return cfg, False, state in ("unstarted", "interrupted", "complete")
 
 
+def _worker_run(
+    data_dir: str | Path,
+    task: str | None,
+    out: Path,
+    options: dict[str, Any],
+    resume: bool,
+    log: _Logger,
+) -> Path:
+    """A worker of a ``TF_CONFIG`` cluster other than the chief: it trains its share and
+    writes nothing (the chief checks and writes ``out``), so none of the folder rules apply."""
+    resume = resume and (out / CHECKPOINT_DIR / LAST).is_file()
+    if resume:
+        cfg = _load_config_for_resume(out, options)
+    else:
+        cfg = _make_config(data_dir, _required_task(task), options)
+    _check_cluster(cfg)
+    return _Run(cfg, out, log, resume=resume).run()
+
+
+def _check_cluster(cfg: TrainConfig) -> None:
+    """k-fold runs its folds one after another on one machine: not across a cluster."""
+    from train.devices import tf_config
+
+    if cfg.folds and tf_config() is not None:
+        raise OptionError(
+            "--folds trains its folds on one machine; unset TF_CONFIG (a cluster of "
+            "workers) or leave out --folds"
+        )
+
+
 def _required_task(task: str | None) -> str:
     if not task:
         raise OptionError("--task is required (except with --resume)")
@@ -393,7 +438,10 @@ def _load_config_for_resume(out: Path, options: dict[str, Any]) -> TrainConfig:
     except (OSError, ValueError) as e:
         raise TrainingError(f"{path}: cannot read the run's configuration ({e})") from None
     fields = set(TrainConfig.__dataclass_fields__)
-    ignored = sorted(k for k, v in options.items() if v not in (None, False, (), []))
+    machine = {k: v for k, v in options.items() if k in MACHINE_OPTIONS and v is not None}
+    ignored = sorted(
+        k for k, v in options.items() if v not in (None, False, (), []) and k not in MACHINE_OPTIONS
+    )
     if ignored:
         from edge_runtime.log import get_logger
 
@@ -404,7 +452,7 @@ def _load_config_for_resume(out: Path, options: dict[str, Any]) -> TrainConfig:
 
     kw = {k: v for k, v in raw.items() if k in fields}
     kw["options"] = run_options(raw)
-    return TrainConfig(**kw)
+    return TrainConfig(**{**kw, **machine})
 
 
 def default_epochs(n_train: int, batch_size: int, task: str = "point") -> int:
@@ -423,9 +471,9 @@ def default_batch_size(n_train: int) -> int:
 @dataclass
 class _Data:
     spec: ModelSpec
-    x_train: np.ndarray
+    x_train: ImageSet  # read through its cache (train/inputs.py), not held whole
     y_train: np.ndarray  # user units (dataset form)
-    x_val: np.ndarray
+    x_val: ImageSet
     y_val: np.ndarray
     val_sizes: np.ndarray
     val_paths: list[Path]
@@ -456,8 +504,7 @@ def _load_data(cfg: TrainConfig, log: _Logger, only_train: int | None = None) ->
             "need at least one (add images, or give --val DIR)"
         )
     spec = _make_spec(cfg, ds, tr.targets())
-    x_tr = _load_images(tr, spec, "train", log)
-    x_va = _load_images(va, spec, "val", log)
+    x_tr, x_va = _image_sets(cfg, tr, va, spec, log)
     return _Data(
         spec=spec,
         x_train=x_tr,
@@ -529,12 +576,19 @@ def _make_spec(cfg: TrainConfig, ds: Any, train_targets: np.ndarray) -> ModelSpe
     )
 
 
-def _load_images(ds: Any, spec: ModelSpec, what: str, log: _Logger) -> np.ndarray:
-    h, w = spec.input_height, spec.input_width
-    out = np.empty((len(ds), h, w, 3), np.uint8)
-    for i, s in enumerate(log.progress(ds.samples, desc=f"loading {what} images", unit="img")):
-        out[i] = resize_to_input(read_image(s.path), h, w, spec.interpolation)
-    return out
+def _image_sets(
+    cfg: TrainConfig, tr: Any, va: Any, spec: ModelSpec, log: _Logger
+) -> tuple[ImageSet, ImageSet]:
+    """The two splits behind one cache choice (``--cache auto`` looks at both together)."""
+    from train.inputs import choose_cache
+
+    paths_tr = [s.path for s in tr.samples]
+    paths_va = [s.path for s in va.samples]
+    per_image = spec.input_height * spec.input_width * 3
+    mode = choose_cache(cfg.cache, (len(paths_tr) + len(paths_va)) * per_image)
+    x_tr, x_va = ImageSet(paths_tr, spec, mode), ImageSet(paths_va, spec, mode)
+    log(f"images: train {x_tr.describe()}; validation {x_va.describe()}")
+    return x_tr, x_va
 
 
 # --------------------------------------------------------------------------- helpers
@@ -587,30 +641,16 @@ def _set_weights(model: Any, arrays: dict[str, np.ndarray], prefix: str = "m") -
         raise TrainingError(f"checkpoint does not fit this model ({e})") from None
 
 
-def _epoch_order(seed: int, epoch: int, n: int, length: int) -> np.ndarray:
-    """Shuffled indices for one epoch, padded with a few repeats to whole batches.
-
-    Every batch has the same size, so the train step is traced once (a smaller last batch
-    would trace it again, which costs seconds on a CPU).
-    """
-    rng = np.random.default_rng((seed, epoch, 7))
-    order = rng.permutation(n)
-    if length > n:
-        order = np.concatenate([order, rng.permutation(n)[: length - n]])
-    return order
-
-
 def _encode(spec: ModelSpec, y: np.ndarray) -> np.ndarray:
     """Dataset-form targets -> what the task's loss compares the output with."""
     return tasks.get(spec.task).training_target(spec, y)
 
 
-def _predict(model: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    outs = [
-        np.asarray(model(x[i : i + batch].astype(np.float32), training=False))
-        for i in range(0, len(x), batch)
-    ]
-    return np.concatenate(outs, axis=0)
+def _predict(model: Any, x: ImageSet | np.ndarray) -> np.ndarray:
+    """The model's raw outputs, batch by batch (train/inputs.py: never all images at once)."""
+    from train.inputs import predict
+
+    return predict(model, x)
 
 
 def _scalar_metrics(spec: ModelSpec, m: dict[str, Any]) -> dict[str, float]:
@@ -781,12 +821,16 @@ class _Run:
         self.clear = clear
         self.ckdir = out / CHECKPOINT_DIR
         self.state = RunState()
+        self.dev: Any = None  # train.devices.DeviceSetup, chosen when the run starts
+
+    def _lr_scale(self) -> float:
+        return self.dev.lr_scale() if self.dev is not None else 1.0
 
     def _phases(self, n_train: int) -> list[Phase]:
         cfg = self.cfg
         total = cfg.epochs or default_epochs(n_train, cfg.batch_size or 16, cfg.task)
         if str(cfg.weights).lower() == "none":
-            return [Phase("scratch", 0, total, cfg.lr)]
+            return [Phase("scratch", 0, total, cfg.lr * self._lr_scale())]
         warm = cfg.warmup_epochs
         if warm is None:
             warm = max(1, round(WARMUP_SHARE * total)) if total > 1 else 1
@@ -795,58 +839,81 @@ class _Run:
         if total > warm:
             ft_lr = cfg.fine_tune_lr or cfg.lr * FINE_TUNE_LR_FACTOR
             phases.append(Phase("finetune", warm, total, ft_lr))
-        return phases
+        return [p._replace(lr=p.lr * self._lr_scale()) for p in phases]
 
     # ----------------------------------------------------------------- the run
     def run(self) -> Path:
         t_start = time.monotonic()
-        # The dataset checks run before TensorFlow is even imported: bad data fails fast;
-        # and a new run writes its config.json before that too, so a Ctrl-C while
-        # TensorFlow loads leaves a run --resume (or a rerun) knows to start again.
+        # The dataset checks run before TensorFlow is even imported: bad data fails fast.
         data = _load_data(self.cfg, self.log)
-        self._setup(data)
-        ck = self._start_or_resume(data.spec)
 
         import keras
 
-        from train.models import build_model
+        from train.devices import setup_devices
 
-        # a resumed run continues the random stream of the epoch it resumes at
-        keras.utils.set_random_seed(self.cfg.seed + 1000 * self.state.epoch)
-        cfg = self.cfg
-        model = build_model(
-            data.spec,
-            backbone=cfg.backbone,
-            alpha=cfg.alpha,
-            weights=cfg.weights,
-            dropout=cfg.dropout,
-        )
+        # A new run's folder is cleared (--overwrite) and its config.json written only
+        # once TensorFlow has loaded and the devices are chosen (the batch depends on them).
+        self.dev = setup_devices(self.cfg.devices, self.cfg.precision)
+        self.log(self.dev.describe())
+        keras.utils.set_random_seed(self.cfg.seed)
+        self._setup(data)
+        ck = self._start_or_resume(data.spec)  # a resumed run reseeds for its epoch
+        with self.dev.scope():
+            model = self._build_model(data.spec)
+        self.dev.sync_batchnorm(model)
         if ck is not None:
             _set_weights(model, ck, "m")
         self.train_started = time.monotonic()  # --max-minutes counts training, not loading
-        for phase in self.phases:
-            if self.state.stopped or self.state.epoch >= phase.end:
-                continue
-            self._run_phase(model, phase, data, ck)
-            ck = None
-        return self._finish(model, data, time.monotonic() - t_start)
+        with self.dev.guard():
+            for phase in self.phases:
+                if self.state.stopped or self.state.epoch >= phase.end:
+                    continue
+                self._run_phase(model, phase, data, ck)
+                ck = None
+        if self.dev.is_chief:
+            self._finish(model, data, time.monotonic() - t_start)
+        with self.dev.guard():
+            self.dev.barrier()  # the other workers stay until the chief has written the run
+        return self.out
+
+    def _build_model(self, spec: ModelSpec, weights: str | None = None) -> Any:
+        from train.models import build_model
+
+        cfg = self.cfg
+        return build_model(
+            spec,
+            backbone=cfg.backbone,
+            alpha=cfg.alpha,
+            weights=cfg.weights if weights is None else weights,
+            dropout=cfg.dropout,
+        )
 
     def _setup(self, data: _Data) -> None:
         """Batch size, epochs, steps and phases for this data (defaults filled in)."""
         from train.augment import Augmenter
+        from train.inputs import TrainStream
         from train.metrics import primary_metric
 
         cfg = self.cfg
         n_train = len(data.x_train)
         if cfg.batch_size is None:
             cfg.batch_size = default_batch_size(n_train)
+        # --batch-size is per replica: the global batch grows with the devices (train/devices.py)
+        replicas = self.dev.replicas
+        self.bs = min(cfg.batch_size, math.ceil(n_train / replicas)) * replicas
         if cfg.epochs is None:
-            cfg.epochs = default_epochs(n_train, cfg.batch_size, cfg.task)
-        self.bs = min(cfg.batch_size, n_train)
+            cfg.epochs = default_epochs(n_train, self.bs, cfg.task)
         self.steps = math.ceil(n_train / self.bs)
         self.phases = self._phases(n_train)
         self.key, self.higher = primary_metric(data.spec)
-        self.aug = Augmenter(data.spec) if cfg.augment else None
+        spec = data.spec
+        self.stream = TrainStream(
+            data.x_train,
+            data.y_train,
+            lambda y: _encode(spec, y),
+            (lambda: Augmenter(spec)) if cfg.augment else None,
+            cfg.seed,
+        )
         self.y_val_enc = _encode(data.spec, data.y_val)
         self.train_started = time.monotonic()
 
@@ -855,6 +922,9 @@ class _Run:
         out = self.out
         ck: dict[str, np.ndarray] | None = None
         if self.resume:
+            import keras
+
+            self._check_same_replicas()
             ck = _read_npz(self.ckdir / LAST)
             self.state = RunState.from_json(str(ck["state"]))
             st = self.state
@@ -862,21 +932,41 @@ class _Run:
                 f"resuming {out} after epoch {st.epoch} (best so far: epoch "
                 f"{st.best_epoch}, {self.key} {st.best_metric})"
             )
-        else:
+            keras.utils.set_random_seed(self.cfg.seed + 1000 * st.epoch)
+        elif self.dev.is_chief:
             if self.clear:
                 _clear_run(out)
             out.mkdir(parents=True, exist_ok=True)
             self._write_config("running", spec)
             atomic_write_text(out / "spec.json", spec.to_json())
-        self.ckdir.mkdir(parents=True, exist_ok=True)
+        if self.dev.is_chief:
+            self.ckdir.mkdir(parents=True, exist_ok=True)
         self.elapsed0 = float(self.state.elapsed_s)
         return ck
 
     def _write_config(self, status: str, spec: ModelSpec) -> None:
         atomic_write_json(
             self.out / "config.json",
-            {**asdict(self.cfg), "status": status, "class_names": list(spec.class_names)},
+            {
+                **asdict(self.cfg),
+                "status": status,
+                "class_names": list(spec.class_names),
+                "replicas": self.dev.replicas,
+            },
         )
+
+    def _check_same_replicas(self) -> None:
+        """The global batch and learning rate depend on the replicas: a run keeps them."""
+        try:
+            saved = json.loads((self.out / "config.json").read_text()).get("replicas", 1)
+        except (OSError, ValueError):
+            return  # _load_config_for_resume has reported an unreadable config already
+        if int(saved) != self.dev.replicas:
+            raise TrainingError(
+                f"{self.out}: this run trained on {saved} replica(s) (devices x workers) and "
+                f"would resume on {self.dev.replicas}; the global batch and learning rate "
+                f"depend on it. Resume with the same --devices and TF_CONFIG cluster."
+            )
 
     # ----------------------------------------------------------------- a phase
     def _run_phase(
@@ -888,11 +978,12 @@ class _Run:
         _configure_phase(model, phase.name, cfg)
         warm_steps = self.steps if phase.name == "finetune" else 0
         decay = max(1, (phase.end - phase.first) * self.steps)
-        opt = _compile(
-            model, data.spec, phase.lr, decay, warm_steps, cfg.weight_decay, cfg, self.steps
-        )
-        if ck is not None and st.epoch > phase.first:
-            self._restore_optimizer(model, opt, ck)
+        with self.dev.scope():
+            opt = _compile(
+                model, data.spec, phase.lr, decay, warm_steps, cfg.weight_decay, cfg, self.steps
+            )
+            if ck is not None and st.epoch > phase.first:
+                self._restore_optimizer(model, opt, ck)
         n_trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
         self.log(
             f"phase {phase.name}: epochs {phase.first + 1}-{phase.end}, lr {phase.lr:g}, "
@@ -903,6 +994,8 @@ class _Run:
             loss = self._train_epoch(model, data, epoch, phase.name)
             row = self._validate(model, data, epoch, phase.name, loss, opt)
             row["seconds"] = round(time.monotonic() - t0, 2)
+            if math.isfinite(self.train_rate):
+                row["train_images_per_s"] = round(self.train_rate, 2)
             self._end_epoch(model, opt, row, phase)
             if st.stopped:
                 self.log(st.stopped)
@@ -921,23 +1014,19 @@ class _Run:
 
     def _train_epoch(self, model: Any, data: _Data, epoch: int, name: str) -> float:
         """One pass over the (augmented, shuffled) training images; the mean loss."""
-        from train.augment import augment_batch
+        from train.inputs import fit_epoch
 
-        cfg, bs = self.cfg, self.bs
-        x_aug, y_aug = augment_batch(self.aug, data.x_train, data.y_train, cfg.seed, epoch)
-        order = _epoch_order(cfg.seed, epoch, len(data.x_train), self.steps * bs)
-        y_enc = _encode(data.spec, y_aug)
-        losses: list[float] = []
+        steps = self.steps
+        if self.cfg.max_steps:  # the step budget may end this epoch early
+            steps = max(1, min(steps, self.cfg.max_steps - epoch * self.steps))
+        dataset = self.stream.dataset(epoch, steps, self.bs, self.dev.strategy)
         bar = self.log.progress(
-            range(self.steps), desc=f"epoch {epoch + 1}/{cfg.epochs} {name}", unit="step"
+            range(steps), desc=f"epoch {epoch + 1}/{self.cfg.epochs} {name}", unit="step"
         )
-        for s in bar:
-            idx = order[s * bs : (s + 1) * bs]
-            loss = model.train_on_batch(x_aug[idx].astype(np.float32), y_enc[idx])
-            losses.append(float(np.asarray(loss).reshape(-1)[0]))
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{np.mean(losses):.4g}")
-        return float(np.mean(losses))
+        probe = self.stream.probe()
+        loss, steps_per_s = fit_epoch(model, dataset, self.dev.strategy, steps, bar, probe)
+        self.train_rate = steps_per_s * self.bs  # images/s after the first (tracing) step
+        return loss
 
     def _validate(
         self, model: Any, data: _Data, epoch: int, name: str, loss: float, opt: Any
@@ -987,8 +1076,9 @@ class _Run:
         improved, old_best = self._select(row, phase), None
         if improved:
             fname = f"best-{st.epoch:04d}.npz"
-            with _averaged_weights(model, opt):
-                atomic_write_bytes(self.ckdir / fname, _npz_bytes(_weights_arrays(model)))
+            if self.dev.is_chief:
+                with _averaged_weights(model, opt):
+                    atomic_write_bytes(self.ckdir / fname, _npz_bytes(_weights_arrays(model)))
             old_best, st.best_file = st.best_file, fname
         st.elapsed_s = self.elapsed0 + time.monotonic() - self.train_started
         patience = cfg.patience or max(10, (cfg.epochs or 1) // 4)
@@ -996,6 +1086,12 @@ class _Run:
             st.stopped = f"early stop: no better {key} for {patience} epochs"
         if cfg.max_minutes and st.elapsed_s > cfg.max_minutes * 60:
             st.stopped = f"time budget of {cfg.max_minutes:g} min reached"
+        if cfg.max_steps and st.epoch * self.steps >= cfg.max_steps:
+            st.stopped = f"step budget of {cfg.max_steps} steps reached"
+        if self.dev.any_worker(bool(st.stopped)) and not st.stopped:
+            st.stopped = "another worker of the cluster stopped (its time budget)"
+        if not self.dev.is_chief:  # every worker decides alike; only the chief writes
+            return
         self._checkpoint(model, opt)
         if old_best and old_best != self._warmup_file():
             (self.ckdir / old_best).unlink(missing_ok=True)
@@ -1078,6 +1174,7 @@ class _Run:
         from train.metrics import compute_metrics
 
         out, st, spec = self.out, self.state, data.spec
+        self.data_spec = spec
         _set_weights(model, _read_npz(self.ckdir / self._kept_file(len(data.x_val))), "m")
         y_pred = spec.decode_output(_predict(model, data.x_val))
         metrics = compute_metrics(
@@ -1092,7 +1189,7 @@ class _Run:
             val_images=len(data.x_val),
         )
         with atomic_path(out / "model.keras") as tmp:
-            _deployable(model).save(tmp)
+            _deployable(self._float32(model)).save(tmp)
         atomic_write_text(out / "spec.json", spec_final.to_json())
         atomic_write_json(out / "metrics.json", metrics)
         self._write_history(st.history)
@@ -1103,6 +1200,18 @@ class _Run:
         shutil.rmtree(self.ckdir, ignore_errors=True)
         self.log(summary)
         return out
+
+    def _float32(self, model: Any) -> Any:
+        """The model in float32 (what conversion reads), whatever the training precision."""
+        self.dev.sync_batchnorm(model, on=False)
+        if self.dev.precision == "float32":
+            return model
+        from train.devices import float32_policy
+
+        with float32_policy():
+            copy = self._build_model(self.data_spec, weights="none")
+        copy.set_weights(model.get_weights())
+        return copy
 
     def _checkpoint(self, model: Any, opt: Any) -> None:
         arrays = _weights_arrays(model, "m")
@@ -1215,7 +1324,7 @@ def _sanity(cfg: TrainConfig, out: Path, log: _Logger) -> Path:
 
     keras.utils.set_random_seed(cfg.seed)
     spec = data.spec
-    x = data.x_train.astype(np.float32)
+    x = data.x_train.array().astype(np.float32)
     y = data.y_train
     y_enc = _encode(spec, y)
     model = build_model(

@@ -10,6 +10,8 @@ import click
 
 from train import tasks as train_tasks
 from train.backbones import BACKBONES
+from train.devices import CPU_DEVICES_ENV, PRECISIONS, parse_devices
+from train.inputs import CACHE_MODES, MEMORY_CACHE_MAX_BYTES
 from train.limits import INPUT_SIDE, LIMITS
 
 from ._tasks import given_task_options, task_choice, task_help, task_options
@@ -29,6 +31,17 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
             "(e.g. 160 or 128x160)"
         )
     return sides if len(sides) == 2 else sides[0]
+
+
+def _devices(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from edge_runtime.errors import TrainingError
+
+    try:
+        return parse_devices(value)
+    except TrainingError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 @click.command(name="train", context_settings={"max_content_width": 100})
@@ -103,7 +116,7 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option(
     "--batch-size",
     type=LIMITS["batch_size"].click_type(),
-    help="Default: 16 (<500 images) or 32.",
+    help="Per device (global = batch x devices). Default: 16 (<500 images) or 32.",
 )
 @click.option(
     "--lr",
@@ -179,6 +192,11 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
     help="Stop after this much training time (best kept).",
 )
 @click.option(
+    "--max-steps",
+    type=LIMITS["max_steps"].click_type(),
+    help="Stop after this many optimizer steps (best kept; a quick check or a benchmark).",
+)
+@click.option(
     "--seed",
     type=LIMITS["seed"].click_type(),
     default=0,
@@ -206,6 +224,34 @@ def _input_size(ctx: click.Context, param: click.Parameter, value: str | None) -
     "--skip-bad",
     is_flag=True,
     help="Drop rows that fail the dataset checks (and say how many) instead of refusing.",
+)
+@click.option(
+    "--devices",
+    callback=_devices,
+    default="auto",
+    show_default=True,
+    help="auto (every visible GPU; the CPU without one), cpu, or N (the first N GPUs). "
+    "Two or more train under tf.distribute.MirroredStrategy; with TF_CONFIG set, every "
+    "worker joins a MultiWorkerMirroredStrategy. --batch-size is per device; the learning "
+    f"rate grows with sqrt(devices) (docs/scaling.md). {CPU_DEVICES_ENV}=N splits the CPU "
+    "to check the path without a GPU.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="mixed: float16 compute with float32 weights (fast on GPUs); auto: mixed on GPUs, "
+    "float32 elsewhere. The saved model is float32 either way.",
+)
+@click.option(
+    "--cache",
+    type=click.Choice(CACHE_MODES),
+    default="auto",
+    show_default=True,
+    help="Where decoded, resized images are kept between epochs: memory, disk (a temporary "
+    "file in TMPDIR, removed at exit), or none (decode every time). auto: memory up to "
+    f"{MEMORY_CACHE_MAX_BYTES / 2**30:g} GiB of images, else disk when there is room.",
 )
 def cli(data_dir: str, task: str | None, out: str, **kw: object) -> None:
     """Fine-tune a MobileNet regressor/classifier on DATA_DIR and write the run to --out.
@@ -252,4 +298,9 @@ def cli(data_dir: str, task: str | None, out: str, **kw: object) -> None:
         **kw,
         **given,
     )
+    from train.devices import is_chief_task, tf_config
+
+    if not is_chief_task(tf_config()):
+        click.echo(f"worker done; the chief of the TF_CONFIG cluster wrote the run: {path}")
+        return
     click.echo(f"{'sanity check passed' if sanity else 'run written'}: {path}")
