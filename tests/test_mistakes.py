@@ -21,25 +21,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from subproc import ENV, edgereg
 
 from edge_runtime.errors import EXIT_CODES, OptionError
 from edge_runtime.images import MAX_IMAGE_PIXELS, read_image
 from train.dataset import check_dataset, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
 TINY = ["--epochs", "1", "--input-size", "32", "--weights", "none", "--alpha", "0.35"]
-
-
-def edgereg(*args: object, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edgereg", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env=ENV,
-    )
 
 
 def images(root: Path, n: int = 6, w: int = 40, h: int = 30) -> Path:

@@ -21,31 +21,18 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from subproc import edgereg
 
 from edge_runtime.metadata import read_spec
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_MODEL = REPO / "tests" / "fixtures" / "tiny_int8.tflite"  # a point model, 32x32
 FIXTURE_PTH = REPO / "tests" / "fixtures" / "tiny_state_dict_zip.pth"
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-
-
-def edgereg(*args: object, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edgereg", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env=ENV,
-    )
 
 
 def point_data(root: Path, n: int = 6, size: int = 40, names: str = "im{}.png") -> Path:

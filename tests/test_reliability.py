@@ -27,24 +27,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from subproc import ENV, edgereg
 
 from edge_runtime.metadata import SPEC_METADATA_NAME, embed_spec, read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-
-
-def edgereg(*args: object, cwd: Path, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    """A real ``edgereg ARGS...`` subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "edgereg", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env=ENV,
-        **kw,
-    )
 
 
 def assert_clean_error(r: subprocess.CompletedProcess, code: int, *names: str) -> None:

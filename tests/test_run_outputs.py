@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -19,10 +18,10 @@ import cv2
 import numpy as np
 import pytest
 from models import make_tflite, spec_for
+from subproc import ENV, edgereg
 from test_run import H, W, dot_frame, json_lines, write_video
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +30,6 @@ def assets(tmp_path_factory):
     model = make_tflite(d, "point", arch="centroid")
     video = write_video(d / "dots.avi", [dot_frame(i) for i in range(12)])
     return d, model, video
-
-
-def edgereg(*args: object, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edgereg", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=ENV,
-        timeout=timeout,
-    )
 
 
 def tree(root: Path) -> dict[str, str]:

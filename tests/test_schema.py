@@ -8,7 +8,6 @@ payload and the live view's /latest.json must be the same record as the JSON lin
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from models import make_tflite
+from subproc import ENV, edgereg
 from test_run import colour_frame, json_lines, write_video
 
 from edge_runtime import tasks
@@ -27,7 +27,6 @@ from edge_runtime.schema import line_schema
 from edge_runtime.spec import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
 DOC = REPO / "docs" / "result.schema.json"
 
 
@@ -57,17 +56,6 @@ def models(tmp_path_factory):
     built = {t: make_tflite(d, t, size=32) for t in tasks.names()}
     built["value"] = make_tflite(d, "value", variant="int8", io="uint8", size=32)
     return d, built, video
-
-
-def edgereg(*args, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edgereg", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env=ENV,
-    )
 
 
 def test_docs_schema_is_the_generated_one_and_a_valid_schema():
