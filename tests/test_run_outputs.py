@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from models import make_tflite, spec_for
 from subproc import ENV, edgereg
-from test_run import H, W, dot_frame, json_lines, write_video
+from test_run import H, W, decode_all, dot_frame, json_lines, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,7 +158,7 @@ def test_a_second_signal_while_stopping_abandons_cleanly_and_says_what_was_lost(
     n = len(json_lines((tmp_path / "o.jsonl").read_text()))
     assert f"json o.jsonl: {n} lines (complete)" in err
     assert f"video ann.avi: {n} frames (complete)" in err
-    assert len(_decode(tmp_path / "ann.avi")) == n
+    assert len(decode_all(tmp_path / "ann.avi")) == n
     if spool:
         assert "50 not delivered: kept in" in err
         assert len(list((tmp_path / "spool").glob("*.json"))) == 50
@@ -185,18 +185,6 @@ def _read_until(proc: subprocess.Popen, text: str, timeout: float = 30) -> str:
             pytest.fail(f"never saw {text!r} on stderr:\n{got[-2000:]}")
         got += line
     return got
-
-
-def _decode(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        frames.append(img)
-    cap.release()
-    return frames
 
 
 # --------------------------------------------------------------------------- the video check
@@ -233,7 +221,7 @@ def test_video_close_never_reads_the_video_back(tmp_path, monkeypatch):
     monkeypatch.setattr(cv2, "VideoCapture", no_reading)
     sink.close()
     monkeypatch.undo()
-    assert len(_decode(tmp_path / "v.avi")) == 30
+    assert len(decode_all(tmp_path / "v.avi")) == 30
 
 
 # --------------------------------------------------------------------------- the API
@@ -265,7 +253,7 @@ def test_run_pipeline_api_draws_once_and_finishes_every_sink(assets, tmp_path):
     assert summary.frames == 5 and summary.why == "collected enough"
     assert collect.state == "complete" and sinks[1].state == "complete"
     assert len(json_lines((tmp_path / "o.jsonl").read_text())) == 5
-    video_frames = _decode(tmp_path / "a.avi")
+    video_frames = decode_all(tmp_path / "a.avi")
     assert len(video_frames) == 5 and video_frames[0].shape == (H, W, 3)
     # one annotated image per frame, shared by the sinks that want it (not the raw frame)
     assert all(img is not None and img.shape == (H, W, 3) for img in collect.images)
