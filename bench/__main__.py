@@ -527,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench" + (" --quick" if a.quick else "")
     if a.tasks != ",".join(TASKS):
         command += f" --tasks {a.tasks}"
+    if a.no_handrolled:  # the figures say which comparison they lack
+        command += " --no-handrolled"
     this_run = {"machine": machine(), "command": command}
     results = load_results(a.out / "results.json") if not a.quick else {"tasks": []}
     results.update(this_run)
