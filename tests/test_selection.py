@@ -52,6 +52,9 @@ def test_a_warm_up_epoch_that_ties_or_wins_by_one_image_is_not_kept() -> None:
     assert final_choice(Candidate(2, 1.95, 0.1, "warmup", "w"), ft, False, 500)[0] is ft
     assert final_choice(Candidate(2, 1.80, 0.1, "warmup", "w"), ft, False, 500)[0].epoch == 2
     assert final_choice(None, ft, False, 500)[0] is ft
+    # a fine-tuned epoch that is simply better: the summary says the warm-up was worse
+    chosen, why = final_choice(Candidate(2, 6.2, 0.1, "warmup", "w"), ft, False, 500)
+    assert chosen is ft and "worse (6.2 vs 2)" in why and "tied" not in why
 
 
 def test_ema_horizon_and_the_small_split_note() -> None:

@@ -113,7 +113,12 @@ def final_choice(
             f"kept warm-up epoch {warmup.epoch}: better than the best fine-tuned epoch "
             f"{finetune.epoch} by {gain:.4g} (more than the {margin:.4g} margin)"
         )
-    why = "tied" if gain <= 0 else f"was better by only {gain:.4g} (margin {margin:.4g})"
+    if gain < 0:
+        why = f"was worse ({warmup.metric:.4g} vs {finetune.metric:.4g})"
+    elif gain == 0:
+        why = "tied"
+    else:
+        why = f"was better by only {gain:.4g} (margin {margin:.4g})"
     return finetune, (
         f"kept fine-tuned epoch {finetune.epoch}; the best warm-up epoch {warmup.epoch} {why}"
     )
