@@ -170,10 +170,7 @@ def train(
         raise OptionError("--resume continues a run and --overwrite replaces it: give one")
     state = run_state(out)
     if sanity:  # writes only sanity.json: any run folder will do, nothing is replaced
-        if resume:
-            cfg = _load_config_for_resume(out, options)
-        else:
-            cfg = _make_config(data_dir, _required_task(task), options)
+        cfg = _saved_or_new_config(data_dir, task, out, options, resume)
         _check_places(cfg, out, state)
         return _sanity(cfg, out, log)
     from train.devices import is_chief_task, tf_config
@@ -326,12 +323,18 @@ def _worker_run(
     """A worker of a ``TF_CONFIG`` cluster other than the chief: it trains its share and
     writes nothing (the chief checks and writes ``out``), so none of the folder rules apply."""
     resume = resume and (out / CHECKPOINT_DIR / LAST).is_file()
-    if resume:
-        cfg = _load_config_for_resume(out, options)
-    else:
-        cfg = _make_config(data_dir, _required_task(task), options)
+    cfg = _saved_or_new_config(data_dir, task, out, options, resume)
     _check_cluster(cfg)
     return _Run(cfg, out, log, resume=resume).run()
+
+
+def _saved_or_new_config(
+    data_dir: str | Path, task: str | None, out: Path, options: dict[str, Any], resume: bool
+) -> TrainConfig:
+    """The run's saved settings (``--resume``) or new ones from the command line."""
+    if resume:
+        return _load_config_for_resume(out, options)
+    return _make_config(data_dir, _required_task(task), options)
 
 
 def _check_cluster(cfg: TrainConfig) -> None:
