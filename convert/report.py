@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             row += [
                 _fmt(c.get("value")),
                 _fmt(c.get("change")),
-                f"{100 * c['relative_drop']:+.1f} %" if "relative_drop" in c else "–",
+                pct_se(c["relative_drop"], c.get("relative_drop_se"), 1)
+                if "relative_drop" in c
+                else "–",
             ]
         lat = c.get("latency_ms") or {}
         row += [dis_txt, _fmt(lat.get("1_thread"), 3), _fmt(lat.get("all_threads"), 3)]
@@ -114,6 +117,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def pct_se(drop: float, se: float | None, digits: int = 2) -> str:
+    """``+8.46 % ± 2.0`` : a relative change and its standard error, in percent."""
+    txt = f"{100 * drop:+.{digits}f} %"
+    if se is not None and math.isfinite(se):
+        txt += f" ± {100 * se:.1f}"
+    return txt
+
+
 def _selective_lines(sel: dict[str, Any] | None) -> list[str]:
     """The int8_mixed search: what was tried, what was kept in float, the worst layers."""
     if not sel:
@@ -128,12 +139,12 @@ def _selective_lines(sel: dict[str, Any] | None) -> list[str]:
         ok = "within the target" if sel.get("within_target") else "NOT within the target"
         lines.append(
             f"Kept in float ({ch['order']} order, {len(ch['denylisted'])} layer(s), "
-            f"{100 * ch['relative_drop']:+.2f} % vs float, {ok}): "
+            f"{pct_se(ch['relative_drop'], ch.get('se'))} vs float, {ok}): "
             + ", ".join(f"`{n}`" for n in ch.get("layers", []))
         )
-    lines += ["", "| order | float layers | change vs float |", "|---|---|---|"]
+    lines += ["", "| order | float layers | change vs float (± standard error) |", "|---|---|---|"]
     lines += [
-        f"| {t['order']} | {t['float_layers']} | {100 * t['relative_drop']:+.2f} % |"
+        f"| {t['order']} | {t['float_layers']} | {pct_se(t['relative_drop'], t.get('se'))} |"
         for t in sel.get("tried", [])
     ]
     lines += ["", "| worst layers (error per int8 step) | op | rmse / scale |", "|---|---|---|"]

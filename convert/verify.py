@@ -51,6 +51,8 @@ class VariantCheck:
     disagreement_user: dict[str, float]
     latency_ms: dict[str, float] = field(default_factory=dict)
     runner: str = ""
+    #: Standard error of ``relative_drop`` over the validation images (paired bootstrap).
+    relative_drop_se: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +63,41 @@ def relative_drop(keras_value: float, value: float, higher_is_better: bool) -> f
     """How much worse ``value`` is than ``keras_value``, relative (0.05 = 5 % worse)."""
     worse = (keras_value - value) if higher_is_better else (value - keras_value)
     return float(worse / max(abs(keras_value), 1e-9))
+
+
+#: Resamples of the paired bootstrap that gives a change's standard error.
+BOOTSTRAP_RESAMPLES = 200
+
+
+def relative_drop_se(
+    spec: ModelSpec,
+    val: ValidationSet,
+    ref_raw: np.ndarray,
+    raw: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> float:
+    """Standard error of ``relative_drop`` (``raw`` against ``ref_raw``) on ``val``'s images.
+
+    A paired bootstrap: the same resampled images score both models, so what is measured
+    is how much the change itself depends on which images the split happens to hold. On
+    60 point images one outlier image moved int8's change by several percent; the standard
+    error says how far a figure measured on this split can be trusted.
+    """
+    key, hib = primary_metric(spec)
+    n = len(val.images)
+    if n < 2:
+        return float("nan")
+    ref, new = spec.decode_output(ref_raw), spec.decode_output(raw)
+    rng = np.random.default_rng(seed)
+    drops = []
+    for _ in range(resamples):
+        i = rng.integers(0, n, n)
+        kv = compute_metrics(spec, val.targets[i], ref[i], val.sizes[i])[key]
+        v = compute_metrics(spec, val.targets[i], new[i], val.sizes[i])[key]
+        drops.append(relative_drop(float(kv), float(v), hib))
+    finite = np.asarray(drops)[np.isfinite(drops)]
+    return float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
 
 
 # --------------------------------------------------------------------------- running
@@ -195,6 +232,7 @@ def verify_file(
         disagreement_user=user,
         latency_ms=lat,
         runner=RUNNER,
+        relative_drop_se=relative_drop_se(spec, val, keras_pred_raw, raw),
     )
 
 

@@ -42,6 +42,7 @@ def test_bench_quick_harness_runs(tmp_path):
     test = task["test"]
     assert test["keras"]["n"] == 12 and test["int8"]["n"] == 12
     assert test["keras"]["mean_error_px"] > 0
+    assert test["se"]["int8"] > 0  # int8's change on test comes with its standard error
     val_names = {p.name for p in (out / "data" / "point" / "val").glob("*.jpg")}
     test_dir = out / "data" / "point-test" / "val"
     assert not val_names & {p.name for p in test_dir.glob("*.jpg")} or (
@@ -50,6 +51,7 @@ def test_bench_quick_harness_runs(tmp_path):
     )
     row = next(ln for ln in section.splitlines() if ln.startswith("| point | mean_error_px |"))
     assert f"{test['keras']['mean_error_px']:.4g}" in row
+    assert f"± {100 * test['se']['int8']:.1f}" in row
     # quick mode never rewrites the published numbers
     after = (
         (REPO / "docs" / "benchmarks.md").read_bytes()

@@ -59,12 +59,13 @@ def test_int8_past_the_target_is_loud_and_int8_mixed_brings_it_back(tmp_path: Pa
     # the selective variant: within the target, with named float layers, verified like others
     sel = rep["selective"]
     assert sel["layers_measured"] >= 3 and sel["worst_layers"][0]["rmse_over_scale"] > 0
-    assert sel["within_target"] and checks["int8_mixed"]["relative_drop"] <= 0.05
+    mixed = checks["int8_mixed"]
+    assert sel["within_target"] and mixed["relative_drop"] + mixed["relative_drop_se"] <= 0.05
     chosen = sel["chosen"]
     assert 1 <= len(chosen["denylisted"]) < sel["layers_measured"] + 1
     # fewest layers: no candidate within the target used fewer
     fewer = [c for c in sel["tried"] if c["float_layers"] < len(chosen["denylisted"])]
-    assert all(c["relative_drop"] > 0.05 for c in fewer)
+    assert all(c["relative_drop"] + c["se"] > 0.05 for c in fewer)
     spec = read_spec(run / "export" / "model_int8_mixed.tflite")
     assert spec.extra["export"]["variant"] == "int8_mixed"
     assert spec.extra["export"]["float_layers"] == chosen["denylisted"]
@@ -87,3 +88,40 @@ def test_int8_within_the_target_builds_no_mixed_model(tmp_path: Path) -> None:
     assert "selective" not in rep
     assert not (run / "export" / "model_int8_mixed.tflite").exists()
     assert any("int8_mixed not built: int8 is within" in n for n in rep["notes"])
+
+    # a target int8 meets on this split but not by one standard error: int8_mixed is built
+    ch = rep["int8_change"]
+    assert ch["se"] > 0
+    between = ch["relative_drop"] + ch["se"] / 2
+    rep = convert_run(run, ConvertOptions(variants=("int8", "int8_mixed"), calib=16,
+                                          latency_runs=2, max_drop=between))  # fmt: skip
+    assert any("but not by one standard error" in n for n in rep["notes"]), rep["notes"]
+    assert not any(n.startswith("WARNING") for n in rep["notes"])
+    assert "selective" in rep
+
+
+def test_standard_error_of_a_change_shrinks_with_more_images() -> None:
+    """The paired bootstrap: no change has no spread; the same per-image noise measured
+    on 4x the images has about half the standard error."""
+    from convert.selective import Candidate
+    from convert.verify import ValidationSet, relative_drop_se
+    from edge_runtime.spec import ModelSpec
+
+    spec = ModelSpec(task="point", input_width=SIZE, input_height=SIZE, num_keypoints=1)
+    rng = np.random.default_rng(0)
+
+    def se(n: int) -> float:
+        truth = rng.uniform(0.2, 0.8, (n, 2)).astype(np.float32)
+        ref = truth + rng.normal(0, 0.02, (n, 2)).astype(np.float32)
+        new = ref + rng.normal(0, 0.01, (n, 2)).astype(np.float32)
+        val = ValidationSet([np.zeros((SIZE, SIZE, 3), np.uint8)] * n, truth.reshape(n, 1, 2),
+                            np.full((n, 2), SIZE, np.float32))  # fmt: skip
+        assert relative_drop_se(spec, val, ref, ref) == 0.0
+        return relative_drop_se(spec, val, ref, new)
+
+    small, large = se(60), se(960)
+    assert 0 < large < small / 2.5, (small, large)
+    # within the target means within it one standard error up
+    assert Candidate("o", [], 0.03, 1.0, 0.01).within(0.05)
+    assert not Candidate("o", [], 0.045, 1.0, 0.01).within(0.05)
+    assert Candidate("o", [], 0.045, 1.0, float("nan")).within(0.05)
