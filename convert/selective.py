@@ -215,7 +215,11 @@ def search(
             names = order[:k]
             key = tuple(sorted(names))
             if key not in models:
-                models[key] = denylisted_model(debugger, names)
+                try:
+                    models[key] = denylisted_model(debugger, names)
+                except ValueError as e:  # the converter refused this set: the order ends
+                    say(f"  int8_mixed, {name} order, {k} float layer(s): not built ({e})")
+                    break
             c = Candidate(name, names, *score(models[key]))
             res.tried.append(c)
             say(
@@ -235,9 +239,14 @@ def search(
 
 
 def _prefixes(n: int) -> Iterator[int]:
+    """1, 2, 4, ... float layers, up to all but one: with every layer in float the model
+    is fp32 (and the debugger cannot build it: "check if the quantized model is in debug
+    mode")."""
+    top = n - 1
     for k in PREFIXES:
-        if k >= n:
-            yield n
+        if k >= top:
+            if top > 0:
+                yield top
             return
         yield k
 

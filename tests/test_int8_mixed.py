@@ -125,3 +125,34 @@ def test_standard_error_of_a_change_shrinks_with_more_images() -> None:
     assert Candidate("o", [], 0.03, 1.0, 0.01).within(0.05)
     assert not Candidate("o", [], 0.045, 1.0, 0.01).within(0.05)
     assert Candidate("o", [], 0.045, 1.0, float("nan")).within(0.05)
+
+
+def test_search_that_meets_no_target_tries_every_prefix_and_keeps_the_best(
+    tmp_path: Path,
+) -> None:
+    """An impossible target walks both orders to the end: never all layers in float (the
+    debugger cannot build that; it failed a real angle conversion), and the kept
+    candidate is the smallest loss, reported as not within the target."""
+    from convert import export, quantize, selective, verify
+
+    run = make_run(tmp_path, n=16, n_val=8)
+    spec = export.load_run_spec(run)
+    static = export.static_batch_model(export.load_run_model(run), spec)
+    saved = export.export_saved_model(static, tmp_path / "saved")
+    train_ds, val_ds = quantize.load_splits(run)
+    imgs = quantize.calibration_images(quantize.train_paths(train_ds), spec, 16)
+    ctx = export.ConvertContext(spec, representative=quantize.representative_dataset(imgs))
+    dbg = selective.make_debugger(saved, ctx, imgs)
+    layers = selective.layer_errors(dbg)
+    val = verify.ValidationSet.from_datasets(val_ds, train_ds)
+    kraw = verify.keras_raw(static, spec, val.images)
+    key, higher = verify.primary_metric(spec)
+    kv = float(verify.compute_metrics(spec, val.targets, spec.decode_output(kraw), val.sizes)[key])
+    score = selective.scorer(spec, val, kv, higher, key, kraw)
+    res = selective.search(dbg, layers, score, target=-1.0)
+    n = len(layers)
+    assert max(len(c.denylisted) for c in res.tried) == n - 1
+    assert {c.order for c in res.tried} == {"debugger", "output path"}
+    assert res.chosen is not None and res.model is not None
+    assert res.chosen.relative_drop == min(c.relative_drop for c in res.tried)
+    assert not res.to_dict()["within_target"]
