@@ -175,8 +175,37 @@ def _s(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else (v or "")
 
 
+@dataclass
+class _Graph:
+    """The parts of a parsed ``.tflite`` that the analysis reads: its first subgraph."""
+
+    model: Any
+    subgraph: Any
+    tensors: list[Any]
+    buffers: list[Any]
+    inputs: set[int]
+    outputs: set[int]
+    op_names: dict[int, str]
+    type_names: dict[int, str]
+
+    def type_of(self, t: int) -> str:
+        return self.type_names.get(self.tensors[t].type, "?")
+
+    def is_const(self, t: Any) -> bool:
+        b = self.buffers[t.buffer] if 0 <= t.buffer < len(self.buffers) else None
+        return b is not None and (b.data is not None and len(b.data) > 0 or (b.size or 0) > 0)
+
+
 def analyse(tflite: bytes, where: str = "model") -> EdgeTpuAnalysis:
     """Analyse a ``.tflite`` flatbuffer for the Edge TPU (no compiler needed)."""
+    g = _read_graph(tflite, where)
+    ops, bias_like, boundary = _map_ops(g)
+    float_tensors, dynamic = _odd_tensors(g, bias_like, boundary)
+    return _placement(ops, float_tensors, dynamic, boundary)
+
+
+def _read_graph(tflite: bytes, where: str) -> _Graph:
+    """Step 1 of analyse: parse the flatbuffer (a clear error on garbage), first subgraph."""
     read_metadata(tflite, where)  # clear ModelFileError on garbage before the schema parser
     _verify_flatbuffer(tflite, where)
     schema = _schema()
@@ -189,22 +218,30 @@ def analyse(tflite: bytes, where: str = "model") -> EdgeTpuAnalysis:
     if not m.subgraphs:
         raise ModelFileError(f"{where}: the model has no subgraph")
     sg = m.subgraphs[0]
-    tensors = sg.tensors or []
-    buffers = m.buffers or []
+    return _Graph(
+        model=m,
+        subgraph=sg,
+        tensors=sg.tensors or [],
+        buffers=m.buffers or [],
+        inputs={int(t) for t in _lst(sg.inputs)},
+        outputs={int(t) for t in _lst(sg.outputs)},
+        op_names=op_names,
+        type_names=type_names,
+    )
 
-    def is_const(t: Any) -> bool:
-        b = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
-        return b is not None and (b.data is not None and len(b.data) > 0 or (b.size or 0) > 0)
 
+def _map_ops(g: _Graph) -> tuple[list[OpInfo], set[int], list[str]]:
+    """Step 2 of analyse: each op in execution order, and whether the TPU can run it.
+
+    Returns the ops, the tensors that may be int32 (biases, shape operands) and the float
+    boundary ops at the graph's edges."""
     ops: list[OpInfo] = []
     bias_like: set[int] = set()
-    graph_inputs = {int(t) for t in _lst(sg.inputs)}
-    graph_outputs = {int(t) for t in _lst(sg.outputs)}
     boundary: list[str] = []
-    for i, op in enumerate(sg.operators or []):
-        code = m.operatorCodes[op.opcodeIndex]
+    for i, op in enumerate(g.subgraph.operators or []):
+        code = g.model.operatorCodes[op.opcodeIndex]
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        name = op_names.get(builtin, f"BUILTIN_{builtin}")
+        name = g.op_names.get(builtin, f"BUILTIN_{builtin}")
         if name == "CUSTOM":
             name = f"CUSTOM:{_s(code.customCode)}"
         ins = [int(t) for t in _lst(op.inputs) if t >= 0]
@@ -214,46 +251,68 @@ def analyse(tflite: bytes, where: str = "model") -> EdgeTpuAnalysis:
             bias_like.update(ins[2:])
         if name in ("RESHAPE", "MEAN", "SUM", "PAD", "STRIDED_SLICE", "SLICE", "REDUCE_MAX"):
             bias_like.update(ins[1:])
-        is_boundary = (
-            name == "QUANTIZE"
-            and ins
-            and ins[0] in graph_inputs
-            and type_names.get(tensors[ins[0]].type) == "FLOAT32"
-        ) or (
-            name == "DEQUANTIZE"
-            and outs
-            and outs[0] in graph_outputs
-            and type_names.get(tensors[outs[0]].type) == "FLOAT32"
-        )
+        is_boundary = _is_float_boundary(g, name, ins, outs)
         if is_boundary:
             boundary.append(f"#{i} {name}")
         supported = name in SUPPORTED_OPS
         # An op computing in float is not mapped even if its kind is supported.
         if supported and not is_boundary:
-            for t in ins + outs:
-                tt = type_names.get(tensors[t].type, "?")
-                if tt not in _INT_TYPES and not (tt == "INT32" and t in bias_like):
-                    supported = False
-                    break
+            supported = _all_integer(g, ins + outs, bias_like)
         ops.append(
-            OpInfo(
-                i, name, supported or bool(is_boundary), SUPPORTED_OPS.get(name, "not supported")
-            )
+            OpInfo(i, name, supported or is_boundary, SUPPORTED_OPS.get(name, "not supported"))
         )
+    return ops, bias_like, boundary
 
+
+def _is_float_boundary(g: _Graph, name: str, ins: list[int], outs: list[int]) -> bool:
+    """A QUANTIZE of a float graph input or a DEQUANTIZE to a float graph output."""
+    return bool(
+        (name == "QUANTIZE" and ins and ins[0] in g.inputs and g.type_of(ins[0]) == "FLOAT32")
+        or (
+            name == "DEQUANTIZE"
+            and outs
+            and outs[0] in g.outputs
+            and g.type_of(outs[0]) == "FLOAT32"
+        )
+    )
+
+
+def _all_integer(g: _Graph, tensors: list[int], bias_like: set[int]) -> bool:
+    """Every tensor is int8/uint8 (int32 only for a bias or shape operand)."""
+    for t in tensors:
+        tt = g.type_of(t)
+        if tt not in _INT_TYPES and not (tt == "INT32" and t in bias_like):
+            return False
+    return True
+
+
+def _odd_tensors(
+    g: _Graph, bias_like: set[int], boundary: list[str]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Step 3 of analyse: the non-integer tensors (name, type) and the dynamic-shape ones."""
     float_tensors: list[tuple[str, str]] = []
     dynamic: list[str] = []
-    boundary_tensors = {t for t in graph_inputs | graph_outputs} if boundary else set()
-    for ti, t in enumerate(tensors):
-        tt = type_names.get(t.type, "?")
+    boundary_tensors = {t for t in g.inputs | g.outputs} if boundary else set()
+    for ti, t in enumerate(g.tensors):
+        tt = g.type_names.get(t.type, "?")
         tname = _s(t.name) or f"tensor{ti}"
-        if tt not in _INT_TYPES and not (tt == "INT32" and (ti in bias_like or is_const(t))):
+        if tt not in _INT_TYPES and not (tt == "INT32" and (ti in bias_like or g.is_const(t))):
             if ti not in boundary_tensors:
                 float_tensors.append((tname, tt))
         sig = t.shapeSignature
         if sig is not None and any(int(d) < 0 for d in sig):
             dynamic.append(tname)
+    return float_tensors, dynamic
 
+
+def _placement(
+    ops: list[OpInfo],
+    float_tensors: list[tuple[str, str]],
+    dynamic: list[str],
+    boundary: list[str],
+) -> EdgeTpuAnalysis:
+    """Step 4 of analyse: the TPU runs the ops up to the first unsupported one, the CPU the
+    rest (boundary ops not counted); with the suggestions that follow."""
     first = next((o for o in ops if not o.supported), None)
     n_tpu = first.index if first is not None else len(ops)
     n_tpu -= sum(1 for o in ops[:n_tpu] if f"#{o.index} {o.name}" in boundary)

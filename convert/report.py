@@ -27,6 +27,22 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     """A human-readable table of the report."""
+    checks = {c["variant"]: c for c in report.get("verification", [])}
+    keras = report.get("keras") or {}
+    key = keras.get("metric_key")
+    files = report.get("files", [])
+    lines = _summary_lines(report, keras)
+    lines += _variant_table(files, checks, key)
+    lines += _footnote_lines(files, checks)
+    lines += _notes_lines(report.get("notes") or [])
+    lines += _selective_lines(report.get("selective"))
+    lines += _edgetpu_lines(report.get("edgetpu"))
+    lines += _gate_lines(report.get("gate"))
+    return "\n".join(lines)
+
+
+def _summary_lines(report: dict[str, Any], keras: dict[str, Any]) -> list[str]:
+    """Step 1 of render_markdown: the title, the run's task and data, the Keras figure."""
     lines = [f"# Conversion report: {report.get('run', '')}", ""]
     spec = report.get("spec", {})
     lines.append(
@@ -36,20 +52,24 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{report.get('validation_images', 0)} validation images."
     )
     lines.append("")
-    checks = {c["variant"]: c for c in report.get("verification", [])}
-    keras = report.get("keras") or {}
     key = keras.get("metric_key")
     if key:
         lines.append(f"Keras model: {key} = {_fmt(keras.get('value'))}")
         lines.append("")
+    return lines
+
+
+def _variant_table(
+    files: list[dict[str, Any]], checks: dict[str, dict[str, Any]], key: str | None
+) -> list[str]:
+    """Step 2 of render_markdown: one row per exported file, with its verification."""
     header = (
         "| variant | file | size (KiB) | I/O | "
         + (f"{key} | change vs Keras | rel. drop | " if key else "")
         + "max / mean disagreement | latency 1 thread (ms) | latency all threads (ms) |"
     )
-    lines.append(header)
-    lines.append("|" + "---|" * (header.count("|") - 1))
-    for f in report.get("files", []):
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for f in files:
         c = checks.get(f["variant"], {})
         dis = c.get("disagreement_user") or {}
         dis_txt = " / ".join(_fmt(v, 3) for k, v in dis.items() if "label" not in k) or "–"
@@ -71,7 +91,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         row += [dis_txt, _fmt(lat.get("1_thread"), 3), _fmt(lat.get("all_threads"), 3)]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    standard = [f["file"] for f in report.get("files", []) if f.get("standard_metadata")]
+    return lines
+
+
+def _footnote_lines(files: list[dict[str, Any]], checks: dict[str, dict[str, Any]]) -> list[str]:
+    """Step 3 of render_markdown: which files carry standard metadata; what disagreement is."""
+    lines: list[str] = []
+    standard = [f["file"] for f in files if f.get("standard_metadata")]
     if standard:
         lines.append(
             "Standard TFLite Metadata (model and tensor descriptions, input normalization, "
@@ -85,36 +111,43 @@ def render_markdown(report: dict[str, Any]) -> str:
             "(px of the original image, the value's units, or probability)."
         )
         lines.append("")
-    notes = report.get("notes") or []
-    if notes:
-        lines.append("## Notes")
-        lines += [f"- {n}" for n in notes]
-        lines.append("")
-    lines += _selective_lines(report.get("selective"))
-    et = report.get("edgetpu")
-    if et:
-        lines.append("## Edge TPU")
-        a = et.get("analysis", {})
-        lines.append(f"- {et.get('summary', '')}")
-        for s in a.get("suggestions", []):
-            lines.append(f"- suggestion: {s}")
-        comp = et.get("compiler", {})
-        lines.append(f"- compiler: {comp.get('message', '')}")
-        log = comp.get("log") or {}
-        for k in ("on_chip_memory_used", "off_chip_memory_used", "ops_on_tpu", "ops_on_cpu"):
-            if k in log:
-                lines.append(f"- {k.replace('_', ' ')}: {log[k]}")
-        if log.get("operations"):
-            lines += ["", "| operator | count | status |", "|---|---|---|"]
-            lines += [
-                f"| {r['operator']} | {r['count']} | {r['status']} |" for r in log["operations"]
-            ]
-        lines.append("")
-    gate = report.get("gate")
-    if gate:
-        lines.append(f"## Gate\n\n--max-drop {gate['max_drop']}: {gate['result']}")
-        lines.append("")
-    return "\n".join(lines)
+    return lines
+
+
+def _notes_lines(notes: list[str]) -> list[str]:
+    """Step 4 of render_markdown: the conversion's notes, when any."""
+    if not notes:
+        return []
+    return ["## Notes", *(f"- {n}" for n in notes), ""]
+
+
+def _edgetpu_lines(et: dict[str, Any] | None) -> list[str]:
+    """Step 6 of render_markdown: the Edge TPU analysis and what the compiler said."""
+    if not et:
+        return []
+    lines = ["## Edge TPU"]
+    a = et.get("analysis", {})
+    lines.append(f"- {et.get('summary', '')}")
+    for s in a.get("suggestions", []):
+        lines.append(f"- suggestion: {s}")
+    comp = et.get("compiler", {})
+    lines.append(f"- compiler: {comp.get('message', '')}")
+    log = comp.get("log") or {}
+    for k in ("on_chip_memory_used", "off_chip_memory_used", "ops_on_tpu", "ops_on_cpu"):
+        if k in log:
+            lines.append(f"- {k.replace('_', ' ')}: {log[k]}")
+    if log.get("operations"):
+        lines += ["", "| operator | count | status |", "|---|---|---|"]
+        lines += [f"| {r['operator']} | {r['count']} | {r['status']} |" for r in log["operations"]]
+    lines.append("")
+    return lines
+
+
+def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
+    """Step 7 of render_markdown: the --max-drop gate's verdict, when one was asked for."""
+    if not gate:
+        return []
+    return [f"## Gate\n\n--max-drop {gate['max_drop']}: {gate['result']}", ""]
 
 
 def pct_se(drop: float, se: float | None, digits: int = 2) -> str:

@@ -189,23 +189,7 @@ def run_bench(
     reader, closer = _frame_reader(source, *camera_size)
     try:
         with Predictor.create_from_options(opts) as p:
-            it = p.interpreter
-            # Bare invoke and the full frame are measured alternately, so both see the same
-            # machine load (a shared, busy CPU would otherwise skew their ratio).
-            for _ in range(warmup):
-                p.predict(next(reader))
-                it.invoke()
-            bare, full, pred, read, inv = (np.empty(frames) for _ in range(5))
-            for i in range(frames):
-                t = time.perf_counter()
-                it.invoke()  # on the previous frame's input: the bare floor
-                t0 = time.perf_counter()
-                frame = next(reader)
-                t1 = time.perf_counter()
-                res = p.predict(frame)
-                t2 = time.perf_counter()
-                bare[i], read[i], pred[i], full[i] = t0 - t, t1 - t0, t2 - t1, t2 - t0
-                inv[i] = res.invoke_ms / 1e3
+            bare, full, pred, read, inv = _time_frames(p, reader, frames, warmup)
             facts = {
                 "model": str(model_path),
                 "model_size_bytes": p.model_size,
@@ -241,15 +225,45 @@ def run_bench(
         "cpu_count": os.cpu_count(),
     }
     if startup:
-        spec = predictor_kw.get("spec")
-        if isinstance(spec, ModelSpec):
-            with tempfile.TemporaryDirectory() as d:
-                path = Path(d) / "spec.json"
-                path.write_text(spec.to_json())
-                out.update(measure_startup(model_path, num_threads, backend, path))
-        else:
-            out.update(measure_startup(model_path, num_threads, backend, spec))
+        out.update(_startup(model_path, num_threads, backend, predictor_kw.get("spec")))
     return out
+
+
+def _time_frames(
+    p: Predictor, reader: Iterator[np.ndarray], frames: int, warmup: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """run_bench's timing loop: ``frames`` frames after ``warmup``; returns seconds per
+    frame of (bare invoke, full frame, predict, frame read, the predictor's own invoke)."""
+    it = p.interpreter
+    # Bare invoke and the full frame are measured alternately, so both see the same
+    # machine load (a shared, busy CPU would otherwise skew their ratio).
+    for _ in range(warmup):
+        p.predict(next(reader))
+        it.invoke()
+    bare, full, pred, read, inv = (np.empty(frames) for _ in range(5))
+    for i in range(frames):
+        t = time.perf_counter()
+        it.invoke()  # on the previous frame's input: the bare floor
+        t0 = time.perf_counter()
+        frame = next(reader)
+        t1 = time.perf_counter()
+        res = p.predict(frame)
+        t2 = time.perf_counter()
+        bare[i], read[i], pred[i], full[i] = t0 - t, t1 - t0, t2 - t1, t2 - t0
+        inv[i] = res.invoke_ms / 1e3
+    return bare, full, pred, read, inv
+
+
+def _startup(
+    model_path: str | Path, num_threads: int | None, backend: str, spec: Any
+) -> dict[str, Any]:
+    """run_bench's startup figures: :func:`measure_startup`, a spec object as a spec.json."""
+    if isinstance(spec, ModelSpec):
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "spec.json"
+            path.write_text(spec.to_json())
+            return measure_startup(model_path, num_threads, backend, path)
+    return measure_startup(model_path, num_threads, backend, spec)
 
 
 def _ratio(a: float, b: float) -> float | None:

@@ -734,26 +734,7 @@ def open_source(
     if kind == "images":
         return ImageFilesSource(target, str(spec))
     if kind == "file":
-        if every_frame is None or every_frame:
-            return VideoFileSource(target, loop=loop)
-        cap = _open_video_file(target)
-        file_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 30.0
-        first = [cap]
-
-        def open_file() -> Any:
-            return first.pop() if first else _open_video_file(target)
-
-        return LiveSource(
-            str(spec),
-            open_file,
-            keep_latest=True,
-            reconnect=False,
-            end_on_eof=True,
-            pace_fps=file_fps,
-            kind="file",
-            fps=file_fps,
-            stall_timeout=max(stall_timeout, 10.0),
-        )
+        return _file_source(spec, target, every_frame, loop, stall_timeout)
     latest = not every_frame
     common: dict[str, Any] = dict(
         keep_latest=latest,
@@ -764,6 +745,48 @@ def open_source(
         kind=kind,
         fps=float(fps or 0.0),
     )
+    return _live_source(spec, kind, target, common, width, height, fps, picamera2_cls)
+
+
+def _file_source(
+    spec: str, target: Any, every_frame: bool | None, loop: bool, stall_timeout: float
+) -> FrameSource:
+    """open_source for a video file: every frame, or played in real time like a camera."""
+    if every_frame is None or every_frame:
+        return VideoFileSource(target, loop=loop)
+    cap = _open_video_file(target)
+    file_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 30.0
+    first = [cap]
+
+    def open_file() -> Any:
+        return first.pop() if first else _open_video_file(target)
+
+    return LiveSource(
+        str(spec),
+        open_file,
+        keep_latest=True,
+        reconnect=False,
+        end_on_eof=True,
+        pace_fps=file_fps,
+        kind="file",
+        fps=file_fps,
+        stall_timeout=max(stall_timeout, 10.0),
+    )
+
+
+def _live_source(
+    spec: str,
+    kind: str,
+    target: Any,
+    common: dict[str, Any],
+    width: int | None,
+    height: int | None,
+    fps: float | None,
+    picamera2_cls: Any,
+) -> FrameSource:
+    """open_source for a live kind (camera, stream, GStreamer, picamera2), with a clear
+    error when it cannot be opened."""
+    stall_timeout = common["stall_timeout"]
     if kind == "camera":
         opener = _camera_opener(target, width, height, fps)
         try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -159,31 +160,62 @@ def _on_sweep(deg: float) -> bool:
 
 # =========================================================================== params
 def gauge_params(rng: np.random.Generator, size: tuple[int, int] = GAUGE_SIZE) -> Params:
-    """Every random choice of one gauge image (a JSON-safe dict)."""
+    """Every random choice of one gauge image (a JSON-safe dict).
+
+    The steps draw from ``rng`` in a fixed order (a seed gives the same image): geometry,
+    the look's main choices, then the dial, needle and lighting details."""
     h, w = size
+    geometry = _gauge_geometry(rng, h, w)
+    look = _gauge_look(rng)
+    return {
+        "size": [h, w],
+        "bg_seed": int(rng.integers(2**62)),
+        **geometry,
+        **_dial_params(rng, look),
+        **_needle_params(rng, look),
+        **_light_params(rng, look),
+        "with_needle": True,
+        **_photo_params(rng, (0.7, 1.25), 0.08, 0.45, (0.0, 1.1), (1.5, 5.0)),
+    }
+
+
+def _gauge_geometry(rng: np.random.Generator, h: int, w: int) -> Params:
+    """Step 1 of gauge_params: centre, radius, perspective and the needle's dial angle."""
     s = min(h, w)
     radius = float(rng.uniform(0.30, 0.45) * s)
     center = [float(w / 2 + rng.uniform(-0.1, 0.1) * w), float(h / 2 + rng.uniform(-0.1, 0.1) * h)]
-    # perspective: each corner of the gauge's square moves by up to PERSPECTIVE of the
-    # gauge's size; the mean shift and the mean rotation are taken out (the position is
-    # `center`, and the camera is mounted square to the dial: no roll)
+    persp = _perspective(rng)
+    m = gauge_homography({"center": center, "radius": radius, "persp": persp})
+    return {"center": center, "radius": radius, "persp": persp, "needle_deg": _needle_deg(rng, m)}
+
+
+def _perspective(rng: np.random.Generator) -> list[list[float]]:
+    """Each corner of the gauge's square moves by up to PERSPECTIVE of the gauge's size;
+    the mean shift and the mean rotation are taken out (the position is `center`, and the
+    camera is mounted square to the dial: no roll)."""
     sq = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64)
     d = rng.uniform(-1, 1, (4, 2)) * 2 * PERSPECTIVE
     d -= d.mean(0)
     roll = np.sum(sq[:, 0] * d[:, 1] - sq[:, 1] * d[:, 0]) / np.sum(sq**2)
     d -= roll * np.c_[-sq[:, 1], sq[:, 0]]
     d *= min(1.0, 2 * PERSPECTIVE / np.abs(d).max())  # and no corner beyond the limit
-    persp = [[float(a), float(b)] for a, b in d]
-    # the needle: uniform over the sweep on the dial; redrawn in the rare case the
-    # perspective would show it outside the sweep (a stop pin holds it there anyway)
-    m = gauge_homography({"center": center, "radius": radius, "persp": persp})
-    needle_deg = SCALE_START_DEG
+    return [[float(a), float(b)] for a, b in d]
+
+
+def _needle_deg(rng: np.random.Generator, m: np.ndarray) -> float:
+    """The needle: uniform over the sweep on the dial; redrawn in the rare case the
+    perspective ``m`` would show it outside the sweep (a stop pin holds it there anyway)."""
     for _ in range(100):
         needle_deg = float((SCALE_START_DEG + rng.uniform(0, SCALE_SWEEP_DEG)) % 360.0)
         if _on_sweep(_image_angle(m, needle_deg)[0]):
-            break
-    else:  # pragma: no cover - practically unreachable; mid-scale is always on the sweep
-        needle_deg = dial_angle((SCALE_MIN + SCALE_MAX) / 2)
+            return needle_deg
+    # practically unreachable: mid-scale is always on the sweep
+    return dial_angle((SCALE_MIN + SCALE_MAX) / 2)  # pragma: no cover
+
+
+def _gauge_look(rng: np.random.Generator) -> dict[str, Any]:
+    """Step 2 of gauge_params: the face style, colours, needle shape and light direction
+    (not yet the params: the later steps turn them into their entries)."""
     style_name = str(rng.choice(FACE_STYLES))
     st = _STYLES[style_name]
     jitter = rng.uniform(-10, 10, 3)
@@ -193,8 +225,6 @@ def gauge_params(rng: np.random.Generator, size: tuple[int, int] = GAUGE_SIZE) -
     shape = str(rng.choice(NEEDLE_SHAPES))
     ncol_name = str(rng.choice(st["needles"]))
     ncol = np.clip(np.array(NEEDLE_COLORS[ncol_name]) + rng.uniform(-10, 10, 3), 0, 255)
-    width = {"line": (0.012, 0.018), "taper": (0.030, 0.045), "arrow": (0.010, 0.015)}[shape]
-    tail = {"line": (0.10, 0.20), "taper": (0.08, 0.16), "arrow": (0.20, 0.28)}[shape]
     hub_kind = str(rng.choice(["needle", "black", "chrome"]))
     hub_rgb = {"needle": ncol, "black": np.array([25, 25, 28]), "chrome": np.array([200, 200, 205])}
     bezel = str(rng.choice(BEZELS))
@@ -202,41 +232,74 @@ def gauge_params(rng: np.random.Generator, size: tuple[int, int] = GAUGE_SIZE) -
     light = float(rng.uniform(0, 360))
     zones = sorted(rng.uniform([5.5, 7.5], [7.0, 8.8]).tolist())
     return {
-        "size": [h, w],
-        "bg_seed": int(rng.integers(2**62)),
-        "center": center,
-        "radius": radius,
-        "persp": persp,
-        "needle_deg": needle_deg,
-        "face": style_name,
-        "face_rgb": [float(v) for v in face],
-        "ink_rgb": [float(v) for v in ink],
+        "style_name": style_name,
+        "style": st,
+        "jitter": jitter,
+        "face": face,
+        "ink": ink,
         "face_radius": face_radius,
+        "shape": shape,
+        "ncol_name": ncol_name,
+        "ncol": ncol,
+        "hub": hub_rgb[hub_kind],
+        "bezel": bezel,
+        "glare_kind": glare_kind,
+        "light": light,
+        "zones": zones,
+    }
+
+
+def _dial_params(rng: np.random.Generator, look: dict[str, Any]) -> Params:
+    """Step 3 of gauge_params: the dial face, its scale and printing."""
+    st = look["style"]
+    return {
+        "face": look["style_name"],
+        "face_rgb": [float(v) for v in look["face"]],
+        "ink_rgb": [float(v) for v in look["ink"]],
+        "face_radius": look["face_radius"],
         "vignette": float(rng.uniform(0.05, 0.25)),
         "minor_step": float(rng.choice(st["minor"])),
         "numbers": bool(st["numbers"]),
         "font": int(rng.choice(st["fonts"])),
-        "zones": [float(v) for v in zones] if style_name == "industrial" else [],
+        "zones": [float(v) for v in look["zones"]] if look["style_name"] == "industrial" else [],
         "scale_arc": bool(rng.random() < 0.5),
         "brand": str(rng.choice(_BRANDS)),
+    }
+
+
+def _needle_params(rng: np.random.Generator, look: dict[str, Any]) -> Params:
+    """Step 4 of gauge_params: the needle, its hub and its shadow."""
+    shape, light = look["shape"], look["light"]
+    width = {"line": (0.012, 0.018), "taper": (0.030, 0.045), "arrow": (0.010, 0.015)}[shape]
+    tail = {"line": (0.10, 0.20), "taper": (0.08, 0.16), "arrow": (0.20, 0.28)}[shape]
+    return {
         "needle": shape,
-        "needle_color": ncol_name,
-        "needle_rgb": [float(v) for v in ncol],
-        "needle_len": float(rng.uniform(0.80, 0.93) * face_radius),
+        "needle_color": look["ncol_name"],
+        "needle_rgb": [float(v) for v in look["ncol"]],
+        "needle_len": float(rng.uniform(0.80, 0.93) * look["face_radius"]),
         "needle_width": float(rng.uniform(*width)),
         "needle_tail": float(rng.uniform(*tail)),
         "hub_radius": float(rng.uniform(0.045, 0.08)),
-        "hub_rgb": [float(v) for v in hub_rgb[hub_kind]],
+        "hub_rgb": [float(v) for v in look["hub"]],
         "needle_shadow": [
             float(0.022 * math.sin(math.radians(light + 180))),
             float(-0.022 * math.cos(math.radians(light + 180))),
             float(rng.uniform(0.15, 0.4)),
         ],
+    }
+
+
+def _light_params(rng: np.random.Generator, look: dict[str, Any]) -> Params:
+    """Step 5 of gauge_params: the bezel, the light (glare, drop shadow) and the stem."""
+    bezel, light = look["bezel"], look["light"]
+    return {
         "bezel": bezel,
-        "bezel_rgb": [float(v) for v in np.clip(np.array(_BEZEL_RGB[bezel]) + jitter, 0, 255)],
+        "bezel_rgb": [
+            float(v) for v in np.clip(np.array(_BEZEL_RGB[bezel]) + look["jitter"], 0, 255)
+        ],
         "light_deg": light,
         "glare": {
-            "kind": glare_kind,
+            "kind": look["glare_kind"],
             "angle": float(rng.uniform(0, 360)),
             "dist": float(rng.uniform(0.25, 0.55)),
             "axes": [float(rng.uniform(0.30, 0.55)), float(rng.uniform(0.08, 0.2))],
@@ -250,8 +313,6 @@ def gauge_params(rng: np.random.Generator, size: tuple[int, int] = GAUGE_SIZE) -
         ],
         "stem": str(rng.choice(["bottom", "bottom", "none"])),
         "stem_rgb": [float(v) for v in rng.choice([[200, 160, 80], [170, 172, 176]])],
-        "with_needle": True,
-        **_photo_params(rng, (0.7, 1.25), 0.08, 0.45, (0.0, 1.1), (1.5, 5.0)),
     }
 
 

@@ -66,6 +66,25 @@ def plot_history(history_csv: str | Path, out_png: str | Path) -> Path:
     """
     plt = _plt()
     cols = read_history(history_csv)
+    x, loss_cols, metric_cols = _history_columns(cols)
+    fig, axes = _history_figure(plt, len(metric_cols))
+    _draw_losses(axes[0], x, cols, loss_cols)
+    if metric_cols:
+        _draw_metrics(axes[1:], x, cols, metric_cols)
+    else:
+        _note(axes[1], "no validation metric column in history.csv")
+    axes[-1].set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    _mark_phases(axes, x, [str(v) for v in cols.get("phase", [])])
+    for a in axes:
+        a.grid(alpha=0.3)
+    return _save(fig, out_png)
+
+
+def _history_columns(cols: dict[str, list[Any]]) -> tuple[list[float], list[str], list[str]]:
+    """Step 1 of plot_history: the x values (epochs), the loss columns, the metric panels."""
     n = max((len(v) for v in cols.values()), default=0)
     x = cols["epoch"] if _numeric(cols.get("epoch")) else list(range(1, n + 1))
     x = [float(v) if v is not None else float(i + 1) for i, v in enumerate(x)]
@@ -73,8 +92,12 @@ def plot_history(history_csv: str | Path, out_png: str | Path) -> Path:
     loss_cols = [k for k in cols if "loss" in k.lower() and _numeric(cols[k])]
     metric_cols = [k for k in cols if k not in skip and k not in loss_cols and _numeric(cols[k])]
     metric_cols.sort(key=_metric_rank)
-    metric_cols = metric_cols[:MAX_METRIC_PANELS]
-    panels = 1 + max(1, len(metric_cols))
+    return x, loss_cols, metric_cols[:MAX_METRIC_PANELS]
+
+
+def _history_figure(plt: Any, n_metrics: int) -> tuple[Any, list[Any]]:
+    """Step 2 of plot_history: a taller loss panel over one panel per metric (at least one)."""
+    panels = 1 + max(1, n_metrics)
     heights = [1.6] + [1.0] * (panels - 1)
     fig, axes = plt.subplots(
         panels,
@@ -84,8 +107,14 @@ def plot_history(history_csv: str | Path, out_png: str | Path) -> Path:
         gridspec_kw={"height_ratios": heights},
         squeeze=False,
     )
-    axes = list(axes[:, 0])
-    ax_loss = axes[0]
+    return fig, list(axes[:, 0])
+
+
+def _draw_losses(
+    ax_loss: Any, x: list[float], cols: dict[str, list[Any]], loss_cols: list[str]
+) -> None:
+    """Step 3 of plot_history: the loss curves (validation dashed), log scale when they span
+    more than 20x."""
     for k in loss_cols:
         style = "--" if k.startswith("val") else "-"
         ax_loss.plot(x, _nan(cols[k]), marker=".", linestyle=style, label=k)
@@ -98,50 +127,50 @@ def plot_history(history_csv: str | Path, out_png: str | Path) -> Path:
         ax_loss.legend(loc="upper right", fontsize=8)
     else:
         _note(ax_loss, "no loss column in history.csv")
-    if metric_cols:
-        for i, (ax, k) in enumerate(zip(axes[1:], metric_cols, strict=False)):
-            vals = _nan(cols[k])
-            ax.plot(x, vals, marker=".", color=f"C{i + 2}")
-            ax.set_ylabel(k.removeprefix("val_"), fontsize=9)
-            good = [v for v in vals if np.isfinite(v)]
-            if good:
-                best = min(good) if _lower_is_better(k) else max(good)
-                ax.axhline(best, color="gray", linewidth=0.8, linestyle=":")
-                ax.annotate(
-                    f"best {best:.4g}",
-                    xy=(1.0, best),
-                    xycoords=("axes fraction", "data"),
-                    xytext=(-4, 3),
-                    textcoords="offset points",
-                    ha="right",
-                    fontsize=8,
-                    color="gray",
-                )
-    else:
-        _note(axes[1], "no validation metric column in history.csv")
-    axes[-1].set_xlabel("epoch")
-    from matplotlib.ticker import MaxNLocator
 
-    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
-    phases = [str(v) for v in cols.get("phase", [])]
-    if len(set(phases)) > 1:
-        starts = [0] + [i for i in range(1, len(phases)) if phases[i] != phases[i - 1]]
-        for s in starts[1:]:
-            for a in axes:
-                a.axvline((x[s - 1] + x[s]) / 2, color="gray", linestyle=":", linewidth=1)
-        for s in starts:
-            ax_loss.annotate(
-                f"phase: {phases[s]}",
-                xy=(x[s], 1.0),
-                xycoords=("data", "axes fraction"),
-                xytext=(2, -12),
+
+def _draw_metrics(
+    axes: list[Any], x: list[float], cols: dict[str, list[Any]], metric_cols: list[str]
+) -> None:
+    """Step 4 of plot_history: one panel per metric, its best value marked."""
+    for i, (ax, k) in enumerate(zip(axes, metric_cols, strict=False)):
+        vals = _nan(cols[k])
+        ax.plot(x, vals, marker=".", color=f"C{i + 2}")
+        ax.set_ylabel(k.removeprefix("val_"), fontsize=9)
+        good = [v for v in vals if np.isfinite(v)]
+        if good:
+            best = min(good) if _lower_is_better(k) else max(good)
+            ax.axhline(best, color="gray", linewidth=0.8, linestyle=":")
+            ax.annotate(
+                f"best {best:.4g}",
+                xy=(1.0, best),
+                xycoords=("axes fraction", "data"),
+                xytext=(-4, 3),
                 textcoords="offset points",
+                ha="right",
                 fontsize=8,
                 color="gray",
             )
-    for a in axes:
-        a.grid(alpha=0.3)
-    return _save(fig, out_png)
+
+
+def _mark_phases(axes: list[Any], x: list[float], phases: list[str]) -> None:
+    """Step 5 of plot_history: a line at each phase change and the phase's name on top."""
+    if len(set(phases)) <= 1:
+        return
+    starts = [0] + [i for i in range(1, len(phases)) if phases[i] != phases[i - 1]]
+    for s in starts[1:]:
+        for a in axes:
+            a.axvline((x[s - 1] + x[s]) / 2, color="gray", linestyle=":", linewidth=1)
+    for s in starts:
+        axes[0].annotate(
+            f"phase: {phases[s]}",
+            xy=(x[s], 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, -12),
+            textcoords="offset points",
+            fontsize=8,
+            color="gray",
+        )
 
 
 # --------------------------------------------------------------------------- pred vs true

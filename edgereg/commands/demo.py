@@ -12,10 +12,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ._tasks import sample_task_choice, sample_task_help
+
+if TYPE_CHECKING:  # for the annotations only: the command imports train lazily
+    from train.tasks.base import TrainTask
 
 
 @click.command(name="demo")
@@ -60,7 +64,6 @@ def cli(task: str, out: Path, epochs: int | None, seed: int, quick: bool) -> Non
     out = out.resolve()
     _claim(out)
     data, run = out / "data", out / "run"
-    export = run / "export"
     t0 = time.monotonic()
     steps = 7
 
@@ -70,14 +73,32 @@ def cli(task: str, out: Path, epochs: int | None, seed: int, quick: bool) -> Non
     from train import tasks
 
     recipe = tasks.get(task)
-    sample_args = ["--n", "24", "--n-val", "12"] if quick else list(recipe.demo_sample_args)
     step(1, f"sample dataset for the {task} story -> {data}")
-    _edgereg("samples", "make", data, "--task", task, "--seed", seed, *sample_args)
-
+    _make_samples(data, task, seed, recipe, quick)
     step(2, "checking the dataset")
     _edgereg("data", "check", data / "train", "--task", task)
-
     step(3, "training (pretrained MobileNetV2, two phases)")
+    _train(data, run, task, seed, recipe, quick, epochs)
+    step(4, "converting to fp32 and int8, with the Edge TPU analysis")
+    _convert(run, quick)
+    step(5, "writing a video of the held-out frames")
+    video = _heldout_video(data, out, task)
+    step(6, "running the device runtime over the video (edgereg run)")
+    jsonl = _run_on_video(run / "export", video, out)
+    step(7, "summary")
+    _summary(task, data, run, jsonl, out, t0)
+
+
+def _make_samples(data: Path, task: str, seed: int, recipe: TrainTask, quick: bool) -> None:
+    """Step 1 of the demo: the task's sample dataset (train + held-out val)."""
+    sample_args = ["--n", "24", "--n-val", "12"] if quick else list(recipe.demo_sample_args)
+    _edgereg("samples", "make", data, "--task", task, "--seed", seed, *sample_args)
+
+
+def _train(
+    data: Path, run: Path, task: str, seed: int, recipe: TrainTask, quick: bool, epochs: int | None
+) -> None:
+    """Step 3 of the demo: train (or resume), unless the run already holds a trained model."""
     train_args = list(recipe.demo_train_args)
     if quick:
         train_args += [
@@ -103,7 +124,9 @@ def cli(task: str, out: Path, epochs: int | None, seed: int, quick: bool) -> Non
             "--seed", seed, *train_args, *resume,
         )  # fmt: skip
 
-    step(4, "converting to fp32 and int8, with the Edge TPU analysis")
+
+def _convert(run: Path, quick: bool) -> None:
+    """Step 4 of the demo: fp32 and int8 exports with the Edge TPU analysis."""
     _edgereg(
         "convert",
         run,
@@ -113,13 +136,18 @@ def cli(task: str, out: Path, epochs: int | None, seed: int, quick: bool) -> Non
         *(["--calib", "16"] if quick else []),
     )
 
-    step(5, "writing a video of the held-out frames")
+
+def _heldout_video(data: Path, out: Path, task: str) -> Path:
+    """Step 5 of the demo: a video of the held-out frames; returns its path."""
     from edgereg.demo_report import write_heldout_video
 
     video, n_frames = write_heldout_video(data / "val", out / "heldout.avi", task)
     click.echo(f"{video}: {n_frames} frames", err=True)
+    return video
 
-    step(6, "running the device runtime over the video (edgereg run)")
+
+def _run_on_video(export: Path, video: Path, out: Path) -> dict[str, Path]:
+    """Step 6 of the demo: `edgereg run` of each export over the video; their JSON lines."""
     jsonl: dict[str, Path] = {}
     for variant in ("fp32", "int8"):
         model = export / f"model_{variant}.tflite"
@@ -129,8 +157,13 @@ def cli(task: str, out: Path, epochs: int | None, seed: int, quick: bool) -> Non
             "run", model, "--source", video, "--every-frame", "--json", jsonl[variant],
             "--no-status", *extra,
         )  # fmt: skip
+    return jsonl
 
-    step(7, "summary")
+
+def _summary(
+    task: str, data: Path, run: Path, jsonl: dict[str, Path], out: Path, t0: float
+) -> None:
+    """Step 7 of the demo: print the table, write report.html, say where everything is."""
     from edgereg.demo_report import summarize, write_html
 
     table, rows = summarize(task, data, run, jsonl)
@@ -140,7 +173,7 @@ def cli(task: str, out: Path, epochs: int | None, seed: int, quick: bool) -> Non
     )
     click.secho(
         f"\nDone in {time.monotonic() - t0:.0f} s. Report: {report}\n"
-        f"Annotated video: {out / 'annotated.avi'}\nRun: {run}  Exports: {export}",
+        f"Annotated video: {out / 'annotated.avi'}\nRun: {run}  Exports: {run / 'export'}",
         fg="green",
         err=True,
     )

@@ -7,12 +7,17 @@ nothing imports TensorFlow unless ``--backend tensorflow`` is asked for.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edge_runtime.interpreter import BACKENDS
 from edge_runtime.smoothing import SMOOTHERS
+
+if TYPE_CHECKING:  # for the annotations only: the command imports these when it runs
+    from edge_runtime.mqtt import MqttOptions
+    from edge_runtime.predictor import PredictorOptions
+    from edge_runtime.preprocess import Roi
 
 
 @click.command(name="run", context_settings={"help_option_names": ["-h", "--help"]})
@@ -204,7 +209,7 @@ def cli(
     and says what was kept and what was lost.
     """
     from edge_runtime.pipeline import run_pipeline
-    from edge_runtime.predictor import Predictor, PredictorOptions
+    from edge_runtime.predictor import Predictor
     from edge_runtime.preprocess import parse_roi
     from edge_runtime.sources import open_source
 
@@ -212,19 +217,8 @@ def cli(
     if not (json_out or csv_out or video_out or preview or mqtt_url or serve):
         json_out = "-"
     _check_outputs(model, spec_path, mqtt_auth, source, json_out, csv_out, video_out, mqtt_spool)
-    predictor = Predictor.create_from_options(
-        PredictorOptions(
-            model_path=model,
-            num_threads=threads,
-            backend=backend,
-            device=device,
-            color_order="BGR",
-            roi=roi_t,
-            smoothing=smooth,
-            tta=tta,
-            spec=spec_path,
-        )
-    )
+    opts = _predictor_options(model, threads, backend, device, roi_t, smooth, tta, spec_path)
+    predictor = Predictor.create_from_options(opts)
     with predictor:
         src = open_source(
             source,
@@ -237,19 +231,9 @@ def cli(
             loop=loop,
         )
         try:
-            mqtt = None
-            if mqtt_url:
-                from edge_runtime.mqtt import MqttOptions
-
-                mqtt = MqttOptions(
-                    url=mqtt_url,
-                    qos=mqtt_qos,
-                    device_id=device_id,
-                    auth_file=mqtt_auth,
-                    queue=mqtt_queue,
-                    spool=mqtt_spool,
-                    drain_s=mqtt_drain,
-                )
+            mqtt = _mqtt_options(
+                mqtt_url, mqtt_qos, device_id, mqtt_auth, mqtt_queue, mqtt_spool, mqtt_drain
+            )
             sinks = _build_sinks(predictor, src, json_out, csv_out, video_out, preview, mqtt, serve)
             for sink in sinks:
                 sink.raw = raw
@@ -261,6 +245,57 @@ def cli(
         status = status and verbosity() >= 0  # -q: no status line
         run_pipeline(predictor, src, sinks, max_frames=max_frames, status=status)
     return 0
+
+
+def _predictor_options(
+    model: Path,
+    threads: int | None,
+    backend: str,
+    device: str,
+    roi: Roi | None,
+    smooth: str | None,
+    tta: bool,
+    spec_path: Path | None,
+) -> PredictorOptions:
+    """The Predictor's options from the command line (frames come from OpenCV: BGR)."""
+    from edge_runtime.predictor import PredictorOptions
+
+    return PredictorOptions(
+        model_path=model,
+        num_threads=threads,
+        backend=backend,
+        device=device,
+        color_order="BGR",
+        roi=roi,
+        smoothing=smooth,
+        tta=tta,
+        spec=spec_path,
+    )
+
+
+def _mqtt_options(
+    url: str | None,
+    qos: int,
+    device_id: str | None,
+    auth: Path | None,
+    queue: int,
+    spool: Path | None,
+    drain: float,
+) -> MqttOptions | None:
+    """--mqtt and its options as MqttOptions; None without --mqtt."""
+    if not url:
+        return None
+    from edge_runtime.mqtt import MqttOptions
+
+    return MqttOptions(
+        url=url,
+        qos=qos,
+        device_id=device_id,
+        auth_file=auth,
+        queue=queue,
+        spool=spool,
+        drain_s=drain,
+    )
 
 
 def _check_outputs(

@@ -466,12 +466,27 @@ def _ring(xx: np.ndarray, yy: np.ndarray, x: float, y: float, radius: float) -> 
 def render_class(p: Params) -> tuple[np.ndarray, np.ndarray]:
     """Draw a class image. Returns (RGB uint8, defect mask float32; zeros when no defect)."""
     h, w = p["size"]
-    brng = np.random.default_rng(p["bg_seed"])
-    # conveyor belt: dark grey with belt texture and some clutter
-    img = _clutter(brng, h, w, (0, 6)) * 0.35 + 40
+    img = _belt(p["bg_seed"], h, w)
+    yy, xx = _grid(h, w)
+    img, part = _flange(img, p, xx, yy)
+    img = _benign_marks(img, p, part, xx, yy)
+    img, dmask = _defect(img, p, part, xx, yy)
+    img = _finish(_lighting(img, p), p)
+    return img, dmask
+
+
+def _belt(seed: int, h: int, w: int) -> np.ndarray:
+    """Step 1 of render_class: the conveyor belt, dark grey with texture and some clutter."""
+    return _clutter(np.random.default_rng(seed), h, w, (0, 6)) * 0.35 + 40
+
+
+def _flange(
+    img: np.ndarray, p: Params, xx: np.ndarray, yy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 2 of render_class: the brushed-metal part with its centre and bolt holes and a
+    bevel. Returns the image and the part's coverage (anti-aliased, holes excluded)."""
     cx, cy = p["center"]
     r = p["radius"]
-    yy, xx = _grid(h, w)
     d = np.hypot(xx - cx, yy - cy)
     theta = np.arctan2(yy - cy, xx - cx)
     # brushed metal: radial gradient, fine concentric streaks
@@ -483,7 +498,7 @@ def render_class(p: Params) -> tuple[np.ndarray, np.ndarray]:
     part = np.clip(r - d + 0.5, 0, 1)  # outer edge, anti-aliased
     hole = np.clip(0.35 * r - d + 0.5, 0, 1)
     part = part * (1 - hole)
-    bolt = np.zeros((h, w), np.float32)
+    bolt = np.zeros(xx.shape, np.float32)
     for k in range(p["holes"]):
         a = math.radians(p["angle"]) + 2 * np.pi * k / p["holes"]
         bx, by = cx + 0.68 * r * math.cos(a), cy + 0.68 * r * math.sin(a)
@@ -496,7 +511,15 @@ def render_class(p: Params) -> tuple[np.ndarray, np.ndarray]:
     # a bevel: darker ring near the outer edge
     bevel = ((d > 0.93 * r) & (d < r)).astype(np.float32) * part
     img *= (1 - 0.25 * bevel)[..., None]
-    # benign marks
+    return img, part
+
+
+def _benign_marks(
+    img: np.ndarray, p: Params, part: np.ndarray, xx: np.ndarray, yy: np.ndarray
+) -> np.ndarray:
+    """Step 3 of render_class: the dust specks and faint smudge any part may have."""
+    cx, cy = p["center"]
+    r = p["radius"]
     u8 = np.clip(img, 0, 255).astype(np.uint8)
     for sx, sy, sr in p["specks"]:
         c = (int(cx + sx * r), int(cy + sy * r))
@@ -505,48 +528,75 @@ def render_class(p: Params) -> tuple[np.ndarray, np.ndarray]:
     mx, my, ms = p["smudge"]
     sm = np.exp(-(((xx - cx - mx * r) ** 2 + (yy - cy - my * r) ** 2) / (2 * (0.25 * r) ** 2)))
     img *= (1 - ms * sm * part)[..., None]
-    # the defect
+    return img
+
+
+def _defect(
+    img: np.ndarray, p: Params, part: np.ndarray, xx: np.ndarray, yy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 4 of render_class: the defect, if the image has one. Returns (image, mask)."""
+    h, w = p["size"]
     dmask = np.zeros((h, w), np.float32)
-    if p["defect"]:
-        ang, rad = p["defect_pos"]
-        kind, size = p["defect_kind"], p["defect_size"]
-        drng = np.random.default_rng(p["defect_seed"])
-        if kind == "chip":  # a small bite out of the outer edge
-            px, py = cx + r * math.cos(ang), cy + r * math.sin(ang)
-            cv2.circle(dmask, (int(px), int(py)), max(3, int(size)), 1.0, -1, cv2.LINE_AA)
-            dmask *= part
-            under = _clutter(np.random.default_rng(p["bg_seed"]), h, w, (0, 6)) * 0.35 + 40
-            img = _paste(img, under, dmask)
-            # the fresh break catches the light: a bright rim along the bite, so the chip
-            # shows even where the belt below is as dark as the bevel
-            lip = _ring(xx, yy, px, py, max(3, int(size)) + 1.0) * part * (1 - dmask)
-            img = _paste(img, np.full_like(img, 235.0), lip)
-            dmask = np.maximum(dmask, lip)
-        else:
-            px, py = cx + rad * r * math.cos(ang), cy + rad * r * math.sin(ang)
-            if kind == "crack":  # a thin dark jagged line
-                pts = [(px, py)]
-                heading = float(drng.uniform(0, 2 * np.pi))
-                for _ in range(4):
-                    heading += float(drng.uniform(-0.6, 0.6))
-                    step = 0.75 * size
-                    pts.append(
-                        (
-                            pts[-1][0] + step * math.cos(heading),
-                            pts[-1][1] + step * math.sin(heading),
-                        )
-                    )
-                cv2.polylines(dmask, [np.array(pts, np.int32)], False, 1.0, 2, cv2.LINE_AA)
-            else:  # a pit: a small dark dent with a bright lip
-                cv2.circle(dmask, (int(px), int(py)), max(3, int(0.5 * size)), 1.0, -1, cv2.LINE_AA)
-            dmask *= part
-            img = _paste(img, img * 0.35, dmask)
-            if kind == "pit":
-                lip = _ring(xx, yy, px, py, max(3, int(0.5 * size)) + 1.0) * part * (1 - dmask)
-                img = _paste(img, np.full_like(img, 235.0), 0.8 * lip)
-                dmask = np.maximum(dmask, lip)
-    img = _finish(_lighting(img, p), p)
+    if not p["defect"]:
+        return img, dmask
+    if p["defect_kind"] == "chip":
+        return _chip(img, dmask, p, part, xx, yy)
+    return _crack_or_pit(img, dmask, p, part, xx, yy)
+
+
+def _chip(
+    img: np.ndarray, dmask: np.ndarray, p: Params, part: np.ndarray, xx: np.ndarray, yy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A small bite out of the outer edge, the belt showing through, with a bright rim."""
+    h, w = p["size"]
+    cx, cy = p["center"]
+    r = p["radius"]
+    ang, _ = p["defect_pos"]
+    size = p["defect_size"]
+    px, py = cx + r * math.cos(ang), cy + r * math.sin(ang)
+    cv2.circle(dmask, (int(px), int(py)), max(3, int(size)), 1.0, -1, cv2.LINE_AA)
+    dmask *= part
+    img = _paste(img, _belt(p["bg_seed"], h, w), dmask)
+    # the fresh break catches the light: a bright rim along the bite, so the chip
+    # shows even where the belt below is as dark as the bevel
+    lip = _ring(xx, yy, px, py, max(3, int(size)) + 1.0) * part * (1 - dmask)
+    img = _paste(img, np.full_like(img, 235.0), lip)
+    return img, np.maximum(dmask, lip)
+
+
+def _crack_or_pit(
+    img: np.ndarray, dmask: np.ndarray, p: Params, part: np.ndarray, xx: np.ndarray, yy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A crack (a thin dark jagged line) or a pit (a small dark dent with a bright lip)."""
+    cx, cy = p["center"]
+    r = p["radius"]
+    ang, rad = p["defect_pos"]
+    kind, size = p["defect_kind"], p["defect_size"]
+    px, py = cx + rad * r * math.cos(ang), cy + rad * r * math.sin(ang)
+    if kind == "crack":
+        pts = _crack_points(px, py, size, p["defect_seed"])
+        cv2.polylines(dmask, [pts], False, 1.0, 2, cv2.LINE_AA)
+    else:
+        cv2.circle(dmask, (int(px), int(py)), max(3, int(0.5 * size)), 1.0, -1, cv2.LINE_AA)
+    dmask *= part
+    img = _paste(img, img * 0.35, dmask)
+    if kind == "pit":
+        lip = _ring(xx, yy, px, py, max(3, int(0.5 * size)) + 1.0) * part * (1 - dmask)
+        img = _paste(img, np.full_like(img, 235.0), 0.8 * lip)
+        dmask = np.maximum(dmask, lip)
     return img, dmask
+
+
+def _crack_points(px: float, py: float, size: float, seed: int) -> np.ndarray:
+    """A crack's polyline from (px, py): four segments of a randomly turning heading."""
+    drng = np.random.default_rng(seed)
+    pts = [(px, py)]
+    heading = float(drng.uniform(0, 2 * np.pi))
+    for _ in range(4):
+        heading += float(drng.uniform(-0.6, 0.6))
+        step = 0.75 * size
+        pts.append((pts[-1][0] + step * math.cos(heading), pts[-1][1] + step * math.sin(heading)))
+    return np.array(pts, np.int32)
 
 
 def class_label(p: Params) -> str:

@@ -346,21 +346,40 @@ def value_params(rng: np.random.Generator, size: tuple[int, int] = SAMPLE_SIZE) 
 def render_value(p: Params) -> tuple[np.ndarray, np.ndarray]:
     """Draw a value image. Returns (RGB uint8, liquid mask float32 after rotation)."""
     h, w = p["size"]
-    s = min(h, w)
-    trng = np.random.default_rng(p["tex_seed"])
+    trng = np.random.default_rng(p["tex_seed"])  # plate texture first, then the liquid's
+    cx, cy = (w - 1) / 2 + p["offset"][0], (h - 1) / 2 + p["offset"][1]
+    img = _plate(p, trng, cx, cy)
+    img = _plate_marking(img, p, cx, cy)
+    img, liquid = _well(img, p, trng, cx, cy)
+    img = _bubbles(img, p, cx, cy)
+    img = _highlight(img, p, cx, cy)
+    img, liquid = _rotate_and_mirror(img, liquid, p)
+    img = _finish(_lighting(np.ascontiguousarray(img), p), p)
+    return img, np.ascontiguousarray(liquid)
+
+
+def _plate(p: Params, trng: np.random.Generator, cx: float, cy: float) -> np.ndarray:
+    """Step 1 of render_value: the textured plate and the neighbouring (empty) wells of its
+    grid, partly in view."""
+    h, w = p["size"]
     img = np.empty((h, w, 3), np.float32)
     img[:] = p["plate"]
     img *= (1 + 0.03 * _noise(trng, h, w, 40))[..., None]
-    cx, cy = (w - 1) / 2 + p["offset"][0], (h - 1) / 2 + p["offset"][1]
     r = p["radius"]
     yy, xx = _grid(h, w)
-    # neighbouring (empty) wells of the plate grid, partly in view
     pitch = 2.35 * r
     u, v = (xx - cx) / pitch, (yy - cy) / pitch
     dn = np.hypot(u - np.round(u), v - np.round(v)) * (pitch / r)
     one, rim = np.float32(1.0), np.float32(0.7)
     img *= np.where(dn < 1.0, 0.80 + 0.12 * dn, np.where(dn < 1.1, rim, one))[..., None]
-    # a plate marking (asymmetric: makes rotation and mirroring visible)
+    return img
+
+
+def _plate_marking(img: np.ndarray, p: Params, cx: float, cy: float) -> np.ndarray:
+    """Step 2 of render_value: a plate marking, asymmetric so that rotation and mirroring
+    are visible."""
+    s = min(p["size"])
+    r = p["radius"]
     mark = img.astype(np.uint8)
     cv2.putText(
         mark,
@@ -387,7 +406,17 @@ def render_value(p: Params) -> tuple[np.ndarray, np.ndarray]:
         (90, 90, 95),
         cv2.LINE_AA,
     )
-    img = mark.astype(np.float32)
+    return mark.astype(np.float32)
+
+
+def _well(
+    img: np.ndarray, p: Params, trng: np.random.Generator, cx: float, cy: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 3 of render_value: the well's shadowed rim and the liquid (colour from the
+    ramp, darker towards the wall, faint texture). Returns the image and the liquid mask."""
+    h, w = p["size"]
+    r = p["radius"]
+    yy, xx = _grid(h, w)
     d = np.hypot(xx - cx, yy - cy) / r
     rim_in = 1.0 - p["rim"]
     # rim: a shadowed ring of the well wall
@@ -399,14 +428,25 @@ def render_value(p: Params) -> tuple[np.ndarray, np.ndarray]:
     shade = 1.0 - p["meniscus"] * np.clip(d / rim_in, 0, 1) ** 3
     shade = shade * (1 + p["tex"] * _noise(trng, h, w, 12))
     liq = base[None, None, :] * shade[..., None]
-    img = _paste(img, liq, liquid)
-    # bubbles: small rings, brighter edge
+    return _paste(img, liq, liquid), liquid
+
+
+def _bubbles(img: np.ndarray, p: Params, cx: float, cy: float) -> np.ndarray:
+    """Step 4 of render_value: small bubbles in the liquid, rings with a brighter edge."""
+    s = min(p["size"])
+    r = p["radius"]
+    rim_in = 1.0 - p["rim"]
     u8 = np.clip(img, 0, 255).astype(np.uint8)
     for bx, by, br in p["bubbles"]:
         c = (int(cx + bx * r * rim_in), int(cy + by * r * rim_in))
         cv2.circle(u8, c, int(round(br * s / 250)), (235, 235, 235), 1, cv2.LINE_AA)
-    img = u8.astype(np.float32)
-    # specular highlight: a soft white ellipse off-centre
+    return u8.astype(np.float32)
+
+
+def _highlight(img: np.ndarray, p: Params, cx: float, cy: float) -> np.ndarray:
+    """Step 5 of render_value: a specular highlight, a soft white ellipse off-centre."""
+    h, w = p["size"]
+    r = p["radius"]
     ang, dist, strength = p["highlight"]
     hx, hy = cx + dist * r * math.cos(ang), cy + dist * r * math.sin(ang)
     spot = np.zeros((h, w), np.float32)
@@ -422,15 +462,21 @@ def render_value(p: Params) -> tuple[np.ndarray, np.ndarray]:
         cv2.LINE_AA,
     )
     spot = cv2.GaussianBlur(spot, (0, 0), 0.04 * r) * strength
-    img = _paste(img, np.full_like(img, 255.0), np.clip(spot, 0, 1))
-    # rotate about the image centre and mirror: the label does not change
+    return _paste(img, np.full_like(img, 255.0), np.clip(spot, 0, 1))
+
+
+def _rotate_and_mirror(
+    img: np.ndarray, liquid: np.ndarray, p: Params
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 6 of render_value: rotate about the image centre and mirror, image and mask
+    alike (the label does not change)."""
+    h, w = p["size"]
     m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), p["angle"], 1.0)
     img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     liquid = cv2.warpAffine(liquid, m, (w, h), flags=cv2.INTER_LINEAR)
     if p["mirror"]:
         img, liquid = img[:, ::-1], liquid[:, ::-1]
-    img = _finish(_lighting(np.ascontiguousarray(img), p), p)
-    return img, np.ascontiguousarray(liquid)
+    return img, liquid
 
 
 def value_label(p: Params) -> float:
