@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from convert.export import DEFAULT_VARIANTS, EDGETPU_FILENAME, IO_TYPES, VARIANTS
+from convert.selective import INT8_TARGET
 
 from ._json import emit_json, json_option
 
@@ -60,7 +61,9 @@ Files: {", ".join(v.filename for v in VARIANTS.values())} (+ {EDGETPU_FILENAME} 
     type=click.FloatRange(0, 1),
     default=None,
     help="Fail (exit 9) when a variant is worse than Keras by more than this fraction "
-    "on the task metric, e.g. 0.05 = 5 %.",
+    "on the task metric, e.g. 0.05 = 5 %. It is also int8's target (default "
+    f"{INT8_TARGET:g}): int8 past it is a warning, and int8 past it or within it by less "
+    "than one standard error gets int8_mixed built.",
 )
 @click.option("--no-verify", is_flag=True, help="Skip verification on the validation split.")
 @click.option(
