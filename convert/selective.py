@@ -16,9 +16,8 @@ Prefixes of 1, 2, 4, 8, ... layers are tried; each candidate is rebuilt from the
 calibration (no recalibration: a few seconds) and scored through the device runtime on
 the validation split. A candidate counts as within the target only when its change plus
 one standard error (a paired bootstrap over the validation images) is: on a small split
-the lowest of a dozen noisy figures flatters the candidate that drew it (measured: the
-point bench chose 8 float layers at +2.5 % on 60 validation images, and they gave +7.5 %
-on the untouched test split). The winner is the candidate within the target with the
+the lowest of a dozen noisy figures can flatter the candidate that drew it (docs/
+conversion.md has the point bench's case). The winner is the candidate within the target with the
 fewest float layers (then the smaller loss). It becomes the ``int8_mixed`` variant: float
 input/output, the named layers in float, everything else int8. It runs on a CPU only;
 the Edge TPU keeps the fully-integer ``int8`` file (it cannot run float ops).
