@@ -37,6 +37,7 @@ import numpy as np
 
 from edge_runtime.errors import DataError, TrainingError
 from edge_runtime.spec import ModelSpec
+from train.interrupt import check as check_interrupt
 
 CACHE_MODES = ("auto", "memory", "disk", "none")
 #: ``--cache auto`` keeps a split set in memory up to this size (uint8 at the input size:
@@ -374,6 +375,7 @@ def fit_epoch(
     try:
         for k in range(steps):
             loss = float(step(iterator))  # running mean since reset_metrics: the epoch's
+            check_interrupt()  # Ctrl-C (train/interrupt.py) stops here, between steps
             if k == 0:
                 t1 = time.monotonic()
             bar.update(1)

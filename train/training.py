@@ -60,6 +60,8 @@ from edge_runtime.ownership import MARKER, claim_folder, entries, mark
 from edge_runtime.spec import ModelSpec, parse_invariances
 from train import tasks
 from train.inputs import ImageSet
+from train.interrupt import check as check_interrupt
+from train.interrupt import deferred_interrupt
 from train.limits import check_numbers
 
 CHECKPOINT_DIR = "checkpoint"
@@ -860,12 +862,23 @@ class _Run:
         self.log(self.dev.describe())
         keras.utils.set_random_seed(self.cfg.seed)
         self._setup(data)
+        with deferred_interrupt():  # Ctrl-C from here on stops at a step's end, never lost
+            model = self._train(data)
+        if self.dev.is_chief:
+            self._finish(model, data, time.monotonic() - t_start)
+        with self.dev.guard():
+            self.dev.barrier()  # the other workers stay until the chief has written the run
+        return self.out
+
+    def _train(self, data: _Data) -> Any:
+        """Start or resume the run, build the model and train every phase."""
         ck = self._start_or_resume(data.spec)  # a resumed run reseeds for its epoch
         with self.dev.scope():
             model = self._build_model(data.spec)
         self.dev.sync_batchnorm(model)
         if ck is not None:
             _set_weights(model, ck, "m")
+        check_interrupt()
         self.train_started = time.monotonic()  # --max-minutes counts training, not loading
         with self.dev.guard():
             for phase in self.phases:
@@ -873,11 +886,7 @@ class _Run:
                     continue
                 self._run_phase(model, phase, data, ck)
                 ck = None
-        if self.dev.is_chief:
-            self._finish(model, data, time.monotonic() - t_start)
-        with self.dev.guard():
-            self.dev.barrier()  # the other workers stay until the chief has written the run
-        return self.out
+        return model
 
     def _build_model(self, spec: ModelSpec, weights: str | None = None) -> Any:
         from train.models import build_model
@@ -1000,6 +1009,7 @@ class _Run:
             if math.isfinite(self.train_rate):
                 row["train_images_per_s"] = round(self.train_rate, 2)
             self._end_epoch(model, opt, row, phase)
+            check_interrupt()  # after the epoch's checkpoint: --resume continues from it
             if st.stopped:
                 self.log(st.stopped)
                 break
