@@ -14,6 +14,15 @@ import pytest
 from train.interrupt import check, deferred_interrupt
 
 
+@pytest.fixture(autouse=True)
+def _default_sigint():
+    """Python's own SIGINT handler, as in a terminal: a test run started in the background
+    by a non-interactive shell inherits SIGINT ignored (and the guard then stays out)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 class _Finalized:
     """An object whose ``__del__`` runs Python code, as TensorFlow's tensors do."""
 
@@ -49,7 +58,6 @@ def test_sigint_inside_the_guard_is_raised_at_the_next_check_not_before() -> Non
             reached = True  # the signal did not interrupt ordinary code either
             check()
     assert reached and _Finalized.ran
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_pending_sigint_is_raised_when_the_block_ends() -> None:
@@ -57,7 +65,6 @@ def test_a_pending_sigint_is_raised_when_the_block_ends() -> None:
         with deferred_interrupt():
             os.kill(os.getpid(), signal.SIGINT)
     check()  # the flag was consumed: no second interrupt
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_second_sigint_raises_at_once() -> None:
@@ -68,14 +75,25 @@ def test_a_second_sigint_raises_at_once() -> None:
             pytest.fail("the second Ctrl-C must raise where it lands")
 
 
-def test_no_sigint_no_interrupt_and_a_custom_handler_is_left_alone() -> None:
+def test_no_sigint_no_interrupt_and_the_previous_handler_comes_back() -> None:
     with deferred_interrupt():
         check()
     seen = []
     old = signal.signal(signal.SIGINT, lambda s, f: seen.append(s))
     try:
-        with deferred_interrupt():
-            os.kill(os.getpid(), signal.SIGINT)
-        assert seen == [signal.SIGINT]
+        with pytest.raises(KeyboardInterrupt):
+            with deferred_interrupt():
+                os.kill(os.getpid(), signal.SIGINT)
+        assert seen == []  # held by the guard, not passed to the handler before it
+        os.kill(os.getpid(), signal.SIGINT)
+        assert seen == [signal.SIGINT]  # ... which is back afterwards
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+def test_an_ignored_sigint_stays_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with deferred_interrupt():
+        os.kill(os.getpid(), signal.SIGINT)
+        check()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN

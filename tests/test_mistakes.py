@@ -428,6 +428,9 @@ def test_ctrl_c_in_the_first_epoch_then_resume_restarts_instead_of_going_round(t
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as in a terminal: a test run started in the background by a
+        # non-interactive shell passes SIGINT down ignored, and the run rightly ignores it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 600
     while not (tmp_path / "run" / "config.json").exists() and proc.poll() is None:

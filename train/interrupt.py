@@ -3,7 +3,7 @@
 Python raises KeyboardInterrupt wherever the main thread happens to be when it handles
 SIGINT. Inside an object's ``__del__`` (TensorFlow has many: tensors, iterators, traced
 functions) the exception is only printed as "Exception ignored" and training goes on: a
-CI run sent SIGINT during the first epoch and the run finished with exit 0. Inside
+KeyboardInterrupt lost that way would let a run go on to exit 0 after Ctrl-C. Inside
 :func:`deferred_interrupt`, SIGINT only sets a flag, and :func:`check` raises
 KeyboardInterrupt where the training loop calls it: after each step, each epoch and the
 model build. A second Ctrl-C raises at once (wherever that is).
@@ -30,21 +30,21 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 def deferred_interrupt() -> Iterator[None]:
     """Inside: SIGINT is held until :func:`check` (or the end of the block) raises it.
 
-    Only in the main thread and only over Python's default handler: an application that
-    installed its own SIGINT handler keeps it.
+    Only in the main thread (signals are handled there), and not when SIGINT is ignored
+    (a process started in the background by a non-interactive shell inherits that, and
+    keeps it); the handler in place before is back afterwards.
     """
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield
         return
     _pending.clear()
-    signal.signal(signal.SIGINT, _on_sigint)
+    old = signal.signal(signal.SIGINT, _on_sigint)
     try:
         yield
         check()
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, old)
         _pending.clear()
 
 
