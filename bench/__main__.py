@@ -516,9 +516,7 @@ def _test_table(results: dict[str, Any]) -> list[str]:
         i8 = (t.get("int8") or {}).get(key)
         mx = (t.get("int8_mixed") or {}).get(key)
         gap = _rel(val, kt, higher)
-        drop = _rel(kt, i8, higher)
-        if (se := (t.get("se") or {}).get("int8")) is not None and drop != "–":
-            drop += f" ± {100 * se:.1f}"
+        drop = _rel(kt, i8, higher, (t.get("se") or {}).get("int8"))
         out.append(
             f"| {r['task']} | {key} | {_g(val, 4)} | {(t.get('keras') or {}).get('n', '–')} | "
             f"{_g(kt, 4)} | {gap} | {_g(i8, 4)} | "
@@ -527,12 +525,12 @@ def _test_table(results: dict[str, Any]) -> list[str]:
     return out
 
 
-def _rel(ref: Any, v: Any, higher: bool) -> str:
-    """How much worse ``v`` is than ``ref``, in % (positive = worse)."""
+def _rel(ref: Any, v: Any, higher: bool, se: float | None = None) -> str:
+    """How much worse ``v`` is than ``ref``, in % (positive = worse), ± ``se`` if known."""
     if not isinstance(ref, (int, float)) or not isinstance(v, (int, float)):
         return "–"
     worse = (ref - v) if higher else (v - ref)
-    return f"{100 * worse / max(abs(ref), 1e-9):+.1f} %"
+    return pct_se(worse / max(abs(ref), 1e-9), se, 1)
 
 
 def load_results(path: Path) -> dict[str, Any]:

@@ -730,8 +730,7 @@ def _int8_precision_step(st: _ConvertState) -> None:
         f"{int8.metric_key} {int8.value:.4g} vs {int8.keras_value:.4g} ({pct_se(drop, se)})"
     )
     st.report["int8_change"] = {"relative_drop": drop, "se": se, "target": target}
-    clearly = selective.Candidate("int8", [], drop, int8.value, se).within(target)
-    if clearly:
+    if selective.within(drop, se, target):
         st.say(line + f"; within the {100 * target:g} % target")
         if wanted:
             st.notes.append(f"int8_mixed not built: int8 is within the {100 * target:g} % target")
@@ -795,8 +794,7 @@ def _write_selective(st: _ConvertState, v: Variant, res: Any) -> None:
     c = _verify_one(st, f)
     int8 = next(x for x in st.checks if x.variant == "int8")
     se = c.relative_drop_se
-    ok = selective.Candidate(v.name, ch.denylisted, c.relative_drop, c.value, se)
-    within = "within" if ok.within(res.target) else "STILL NOT within"
+    within = "within" if selective.within(c.relative_drop, se, res.target) else "STILL NOT within"
     st.notes.append(
         f"{v.name}: {len(ch.denylisted)} layer(s) kept in float ({ch.order} order: "
         f"{', '.join(selective.short_name(n) for n in ch.denylisted)}): {c.metric_key} {pct_se(c.relative_drop, se)} vs float "

@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from .report import pct_se
+
 #: int8 may cost at most this much of the task metric (relative) before convert warns
 #: loudly and builds ``int8_mixed`` (``--max-drop`` sets another target).
 INT8_TARGET = 0.05
@@ -69,8 +71,12 @@ class Candidate:
 
     def within(self, target: float) -> bool:
         """Within ``target`` even one standard error up (the split's own noise)."""
-        se = self.se if math.isfinite(self.se) else 0.0
-        return self.relative_drop + se <= target
+        return within(self.relative_drop, self.se, target)
+
+
+def within(relative_drop: float, se: float, target: float) -> bool:
+    """A change within ``target`` even one standard error up (an unknown error counts 0)."""
+    return relative_drop + (se if math.isfinite(se) else 0.0) <= target
 
 
 @dataclass
@@ -223,7 +229,7 @@ def search(
             res.tried.append(c)
             say(
                 f"  int8_mixed, {name} order, {k} float layer(s): "
-                f"{100 * c.relative_drop:+.2f} % ± {100 * c.se:.1f} vs float"
+                f"{pct_se(c.relative_drop, c.se)} vs float"
             )
             if c.within(target):
                 break
@@ -258,7 +264,7 @@ def scorer(
     from convert.verify import compute_metrics, device_raw, relative_drop, relative_drop_se
     from edge_runtime.metadata import embed_spec
 
-    def score(model: bytes) -> tuple[float, float]:
+    def score(model: bytes) -> tuple[float, float, float]:
         data = embed_spec(model, spec.with_extra(export={"variant": "int8_mixed", "io": "float"}))
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / "candidate.tflite"
